@@ -1,0 +1,170 @@
+"""Small frozen value types shared by every layer.
+
+Nothing here does I/O or knows about HTTP; the api layer turns these into wire JSON.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class GroupResource:
+    """A Kubernetes group-resource, e.g. ``pods`` (core) or ``deployments.apps``."""
+
+    group: str
+    resource: str
+
+    def __str__(self) -> str:
+        return f"{self.resource}.{self.group}" if self.group else self.resource
+
+    @classmethod
+    def parse(cls, text: str) -> GroupResource:
+        """Split at the first dot, as ``schema.ParseGroupResource`` does."""
+        resource, _, group = text.partition(".")
+        return cls(group=group, resource=resource)
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceInfo:
+    """What is known about a resource kind: names, scope, API version."""
+
+    group_resource: GroupResource
+    kind: str
+    singular: str
+    version: str
+    namespaced: bool
+
+    @property
+    def api_version(self) -> str:
+        g = self.group_resource.group
+        return f"{g}/{self.version}" if g else self.version
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectRef:
+    """``describedObject`` of a MetricValue."""
+
+    kind: str
+    name: str
+    api_version: str
+    namespace: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Requirement:
+    """One parsed label-selector requirement (Kubernetes semantics).
+
+    ``operator`` is one of ``=``, ``!=``, ``in``, ``notin``, ``exists``, ``!``,
+    ``gt``, ``lt`` (``==`` is normalised to ``=``).
+    """
+
+    key: str
+    operator: str
+    values: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Selector:
+    """A parsed label selector; ``raw`` is the text it came from (empty = everything)."""
+
+    requirements: tuple[Requirement, ...] = ()
+    raw: str = ""
+
+    @property
+    def empty(self) -> bool:
+        return not self.requirements
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        """Kubernetes ``labels.Selector.Matches`` semantics."""
+        for r in self.requirements:
+            present = r.key in labels
+            value = labels.get(r.key, "")
+            op = r.operator
+            if op in ("=", "in"):
+                if not present or value not in r.values:
+                    return False
+            elif op in ("!=", "notin"):
+                if present and value in r.values:
+                    return False
+            elif op == "exists":
+                if not present:
+                    return False
+            elif op == "!":
+                if present:
+                    return False
+            elif op in ("gt", "lt"):
+                if not present:
+                    return False
+                try:
+                    have, want = int(value), int(r.values[0])
+                except ValueError:
+                    return False
+                if (op == "gt" and not have > want) or (op == "lt" and not have < want):
+                    return False
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One instant-vector element from Prometheus: labels, value, sample timestamp (unix s)."""
+
+    labels: Mapping[str, str]
+    value: float
+    timestamp: float
+
+
+@dataclass(frozen=True, slots=True)
+class QueryResult:
+    """The outcome of one instant query: its samples and the evaluation time used."""
+
+    samples: tuple[Sample, ...]
+    evaluated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class CustomValue:
+    """One custom-metrics item, version independent."""
+
+    described: ObjectRef
+    metric: str
+    timestamp: float
+    value: float
+    selector: Selector | None = None
+    window_seconds: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ExternalValue:
+    """One external-metrics item."""
+
+    metric: str
+    labels: Mapping[str, str]
+    timestamp: float
+    value: float
+    window_seconds: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CustomMetricInfo:
+    """An entry of the custom-metrics discovery document."""
+
+    group_resource: GroupResource
+    namespaced: bool
+    metric: str
+
+
+@dataclass(frozen=True, slots=True)
+class ExternalMetricInfo:
+    metric: str
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """An authenticated (or anonymous) caller."""
+
+    user: str
+    groups: tuple[str, ...] = ()
+    uid: str = ""
+    extra: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
