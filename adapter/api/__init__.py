@@ -1,0 +1,1 @@
+"""HTTP layer: routes, wire format, discovery, authn/authz, health."""
