@@ -1,0 +1,170 @@
+"""The adapter's own Prometheus metrics, bound to an injected ``CollectorRegistry``.
+
+Never registers on prometheus_client's global registry: the composition root creates one
+registry per process (tests one per test) and passes it in. All names start with
+``accel_adapter_``; counters end in ``_total``, durations are ``_seconds`` histograms.
+
+| metric | type | labels |
+|---|---|---|
+| accel_adapter_requests_total | counter | group, version, code |
+| accel_adapter_request_duration_seconds | histogram | group, version, code |
+| accel_adapter_prometheus_queries_total | counter | endpoint (query, series, ...), outcome (success, error) |
+| accel_adapter_prometheus_query_duration_seconds | histogram | endpoint |
+| accel_adapter_prometheus_query_errors_total | counter | endpoint, reason (exception class name) |
+| accel_adapter_cache_hits_total / _misses_total / _coalesced_total / _evictions_total | counter | cache |
+| accel_adapter_relist_duration_seconds | histogram | |
+| accel_adapter_relist_errors_total | counter | |
+| accel_adapter_relist_last_success_timestamp_seconds | gauge | |
+| accel_adapter_series_discovered | gauge | |
+| accel_adapter_metrics_discovered | gauge | api (custom, external) |
+| accel_adapter_value_age_seconds | histogram | |
+
+``group``/``version`` come from the URL (``custom.metrics.k8s.io``/``v1beta2``; ``""`` for
+non-API paths) and ``code`` is the HTTP status code, so label cardinality stays small.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator, Mapping
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import choose_encoder
+
+PREFIX = "accel_adapter"
+
+REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+QUERY_BUCKETS = REQUEST_BUCKETS
+RELIST_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+# Age of served values: from "just scraped" to the 5 min default --max-value-age and beyond.
+VALUE_AGE_BUCKETS = (1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 180.0, 300.0, 450.0, 600.0)
+
+ENDPOINTS = ("query", "series")
+OUTCOMES = ("success", "error")
+APIS = ("custom", "external")
+_CACHE_EVENTS = {"hit": "hits", "miss": "misses", "coalesced": "coalesced", "evict": "evictions"}
+
+
+class Metrics:
+    """All adapter metrics; one instance per registry."""
+
+    def __init__(self, registry: CollectorRegistry, *, clock: Callable[[], float] = time.perf_counter,
+                 wall_clock: Callable[[], float] = time.time, caches: tuple[str, ...] = ("query",)) -> None:
+        self.registry = registry
+        self._clock = clock
+        self._wall_clock = wall_clock
+        p, r = PREFIX, registry
+        self.requests = Counter(f"{p}_requests_total", "API requests served, by API group, version and "
+                                "HTTP status code.", ("group", "version", "code"), registry=r)
+        self.request_duration = Histogram(
+            f"{p}_request_duration_seconds", "Time to serve an API request, by API group, version and code.",
+            ("group", "version", "code"), buckets=REQUEST_BUCKETS, registry=r)
+        self.prometheus_queries = Counter(
+            f"{p}_prometheus_queries_total", "Requests sent to Prometheus, by API endpoint and outcome.",
+            ("endpoint", "outcome"), registry=r)
+        self.prometheus_query_duration = Histogram(
+            f"{p}_prometheus_query_duration_seconds", "Duration of requests to Prometheus, by endpoint.",
+            ("endpoint",), buckets=QUERY_BUCKETS, registry=r)
+        self.prometheus_query_errors = Counter(
+            f"{p}_prometheus_query_errors_total", "Failed requests to Prometheus, by endpoint and reason.",
+            ("endpoint", "reason"), registry=r)
+        self.cache_counters = {
+            event: Counter(f"{p}_cache_{suffix}_total", f"Value cache {suffix}, by cache.", ("cache",),
+                           registry=r)
+            for event, suffix in _CACHE_EVENTS.items()
+        }
+        self.relist_duration = Histogram(
+            f"{p}_relist_duration_seconds", "Duration of one series discovery (relist) pass.",
+            buckets=RELIST_BUCKETS, registry=r)
+        self.relist_errors = Counter(f"{p}_relist_errors_total", "Failed series discovery passes.",
+                                     registry=r)
+        self.relist_last_success = Gauge(
+            f"{p}_relist_last_success_timestamp_seconds", "Unix time of the last successful relist.",
+            registry=r)
+        self.series_discovered = Gauge(
+            f"{p}_series_discovered", "Series found by the last successful relist.", registry=r)
+        self.metrics_discovered = Gauge(
+            f"{p}_metrics_discovered", "Metric names served after the last relist, by API.", ("api",),
+            registry=r)
+        self.value_age = Histogram(
+            f"{p}_value_age_seconds", "Age (now minus sample timestamp) of every metric value served.",
+            buckets=VALUE_AGE_BUCKETS, registry=r)
+        # Pre-create the known label combinations so rates work from the first scrape.
+        for endpoint in ENDPOINTS:
+            self.prometheus_query_duration.labels(endpoint)
+            for outcome in OUTCOMES:
+                self.prometheus_queries.labels(endpoint, outcome)
+        for cache in caches:
+            for counter in self.cache_counters.values():
+                counter.labels(cache)
+        for api in APIS:
+            self.metrics_discovered.labels(api)
+
+    # -- API requests ----------------------------------------------------------------------
+
+    def observe_request(self, group: str, version: str, code: int, seconds: float) -> None:
+        labels = (group, version, str(code))
+        self.requests.labels(*labels).inc()
+        self.request_duration.labels(*labels).observe(seconds)
+
+    # -- Prometheus queries ----------------------------------------------------------------
+
+    def observe_query(self, endpoint: str, seconds: float, error: str | None = None) -> None:
+        """One request to Prometheus; ``error`` is a short reason (e.g. exception class) or None."""
+        self.prometheus_queries.labels(endpoint, "success" if error is None else "error").inc()
+        self.prometheus_query_duration.labels(endpoint).observe(seconds)
+        if error is not None:
+            self.prometheus_query_errors.labels(endpoint, error).inc()
+
+    @contextlib.contextmanager
+    def time_query(self, endpoint: str) -> Iterator[None]:
+        """Wrap one Prometheus call: records duration and outcome; an exception counts as an error."""
+        start = self._clock()
+        try:
+            yield
+        except BaseException as e:
+            self.observe_query(endpoint, self._clock() - start, error=type(e).__name__)
+            raise
+        self.observe_query(endpoint, self._clock() - start)
+
+    # -- cache -----------------------------------------------------------------------------
+
+    def cache_event(self, name: str, cache: str = "query") -> None:
+        """``QueryCache(on_event=metrics.cache_event)``: counts hit/miss/coalesced/evict."""
+        counter = self.cache_counters.get(name)
+        if counter is None:
+            raise ValueError(f"unknown cache event {name!r}; expected one of {sorted(_CACHE_EVENTS)}")
+        counter.labels(cache).inc()
+
+    def cache_observer(self, cache: str) -> Callable[[str], None]:
+        """An ``on_event`` callback for a cache other than the default ``query`` one."""
+        for counter in self.cache_counters.values():
+            counter.labels(cache)
+        return lambda name: self.cache_event(name, cache)
+
+    # -- discovery -------------------------------------------------------------------------
+
+    def observe_relist(self, seconds: float, *, series: int, metrics: Mapping[str, int]) -> None:
+        """A successful relist: its duration, the series seen and metric names per API."""
+        self.relist_duration.observe(seconds)
+        self.relist_last_success.set(self._wall_clock())
+        self.series_discovered.set(series)
+        for api, count in metrics.items():
+            self.metrics_discovered.labels(api).set(count)
+
+    def relist_failed(self, seconds: float) -> None:
+        self.relist_duration.observe(seconds)
+        self.relist_errors.inc()
+
+    # -- values ----------------------------------------------------------------------------
+
+    def observe_value_age(self, seconds: float) -> None:
+        self.value_age.observe(max(seconds, 0.0))
+
+    # -- exposition ------------------------------------------------------------------------
+
+    def render(self, accept: str | None = None) -> tuple[bytes, str]:
+        """``(body, content_type)`` for ``GET /metrics``; OpenMetrics when ``accept`` asks for it."""
+        encoder, content_type = choose_encoder(accept or "")
+        return encoder(self.registry), content_type
