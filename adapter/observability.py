@@ -8,9 +8,9 @@ registry per process (tests one per test) and passes it in. All names start with
 |---|---|---|
 | accel_adapter_requests_total | counter | group, version, code |
 | accel_adapter_request_duration_seconds | histogram | group, version, code |
-| accel_adapter_prometheus_queries_total | counter | endpoint (query, series, ...), outcome (success, error) |
+| accel_adapter_prometheus_queries_total | counter | endpoint (query, series), outcome (success, error, ...) |
 | accel_adapter_prometheus_query_duration_seconds | histogram | endpoint |
-| accel_adapter_prometheus_query_errors_total | counter | endpoint, reason (exception class name) |
+| accel_adapter_prometheus_query_errors_total | counter | endpoint, reason (failure kind / exception class) |
 | accel_adapter_cache_hits_total / _misses_total / _coalesced_total / _evictions_total | counter | cache |
 | accel_adapter_relist_duration_seconds | histogram | |
 | accel_adapter_relist_errors_total | counter | |
@@ -116,6 +116,14 @@ class Metrics:
         self.prometheus_query_duration.labels(endpoint).observe(seconds)
         if error is not None:
             self.prometheus_query_errors.labels(endpoint, error).inc()
+
+    def prometheus_call(self, endpoint: str, outcome: str, seconds: float) -> None:
+        """``PrometheusBackend(on_call=metrics.prometheus_call)``: outcome ``success`` or a failure kind
+        (``timeout``, ``unreachable``, ``error``), used as-is for ``outcome`` and as the error ``reason``."""
+        self.prometheus_queries.labels(endpoint, outcome).inc()
+        self.prometheus_query_duration.labels(endpoint).observe(seconds)
+        if outcome != "success":
+            self.prometheus_query_errors.labels(endpoint, outcome).inc()
 
     @contextlib.contextmanager
     def time_query(self, endpoint: str) -> Iterator[None]:

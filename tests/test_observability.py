@@ -53,6 +53,18 @@ def test_prometheus_queries_outcome_duration_errors(registry: CollectorRegistry,
     assert val("prometheus_query_duration_seconds_sum", endpoint="query") == pytest.approx(0.51)
 
 
+def test_prometheus_call_matches_backend_on_call(registry: CollectorRegistry, metrics: Metrics) -> None:
+    metrics.prometheus_call("query", "success", 0.01)
+    metrics.prometheus_call("query", "timeout", 10.0)
+    metrics.prometheus_call("series", "unreachable", 0.001)
+    assert registry.get_sample_value("accel_adapter_prometheus_queries_total",
+                                     {"endpoint": "query", "outcome": "timeout"}) == 1
+    assert registry.get_sample_value("accel_adapter_prometheus_query_errors_total",
+                                     {"endpoint": "series", "reason": "unreachable"}) == 1
+    assert registry.get_sample_value("accel_adapter_prometheus_query_duration_seconds_count",
+                                     {"endpoint": "query"}) == 2
+
+
 def test_time_query_context_manager(registry: CollectorRegistry) -> None:
     ticks = iter([10.0, 10.25, 20.0, 21.0])
     metrics = Metrics(registry, clock=lambda: next(ticks))
