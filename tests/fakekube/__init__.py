@@ -1,0 +1,108 @@
+"""A fake Kubernetes API served over real HTTPS on 127.0.0.1, for use through the real ``kubernetes`` client.
+
+    with FakeKube(tmp_path) as fk:
+        fk.kubeconfig            # a kubeconfig file (CA generated here, bearer token auth)
+        fk.add_pod("ns1", "p1", {"app": "a"})
+        fk.state.recorded("GET", "/api/v1/namespaces/ns1/pods")   # what the client sent
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import uvicorn
+
+from adapter.certs import create_ca, issue
+from tests.fakekube.app import FakeKubeState, Recorded, build_app
+from tests.fakekube.store import DEFAULT_RESOURCES, ResourceDef, Store
+from tests.support.procs import free_port
+
+__all__ = ["DEFAULT_RESOURCES", "FakeKube", "FakeKubeState", "Recorded", "ResourceDef", "Store"]
+
+
+class FakeKube:
+    def __init__(self, workdir: Path, *, token: str = "adapter-token") -> None:
+        self.workdir = workdir
+        self.token = token
+        self.state = FakeKubeState(tokens={token})
+        self.port = free_port()
+        self.url = f"https://127.0.0.1:{self.port}"
+        self.ca = create_ca("fake-kube-ca")
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self.kubeconfig = workdir / "fake-kubeconfig.yaml"
+
+    @property
+    def store(self) -> Store:
+        return self.state.store
+
+    def __enter__(self) -> FakeKube:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        leaf = issue(self.ca, "fake-kube", dns_names=("localhost",), ips=("127.0.0.1",), server=True)
+        cert, key, ca = self.workdir / "fk.crt", self.workdir / "fk.key", self.workdir / "fk-ca.crt"
+        leaf.write(cert, key)
+        ca.write_bytes(self.ca.cert_pem)
+        self.write_kubeconfig(self.kubeconfig, self.token)
+        config = uvicorn.Config(build_app(self.state), host="127.0.0.1", port=self.port,
+                                ssl_certfile=str(cert), ssl_keyfile=str(key), log_level="critical",
+                                lifespan="off", timeout_graceful_shutdown=1)
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, name="fakekube", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError("fake Kubernetes API did not start")
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, e: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.state.closing = True
+        self.store.bump()
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(10)
+
+    def write_kubeconfig(self, path: Path, token: str) -> Path:
+        cfg = {
+            "apiVersion": "v1", "kind": "Config", "current-context": "fake",
+            "clusters": [{"name": "fake", "cluster": {
+                "server": self.url, "certificate-authority": str(self.workdir / "fk-ca.crt")}}],
+            "users": [{"name": "adapter", "user": {"token": token}}],
+            "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "adapter"}}],
+        }
+        path.write_text(json.dumps(cfg))
+        return path
+
+    # --- convenience mutations ------------------------------------------------------------------------
+    def add_pod(self, namespace: str, name: str, labels: dict[str, str] | None = None) -> dict[str, Any]:
+        return self.store.put("", "pods", {"metadata": {"name": name, "namespace": namespace,
+                                                        "labels": labels or {}},
+                                           "spec": {"containers": [{"name": "c", "image": "pause"}]},
+                                           "status": {"phase": "Running"}})
+
+    def relabel_pod(self, namespace: str, name: str, labels: dict[str, str]) -> dict[str, Any]:
+        obj = self.store.get("", "pods", namespace, name)
+        assert obj is not None
+        obj["metadata"]["labels"] = labels
+        return self.store.put("", "pods", obj)
+
+    def delete_pod(self, namespace: str, name: str) -> None:
+        self.store.delete("", "pods", namespace, name)
+
+    def set_auth_configmap(self, data: dict[str, str]) -> dict[str, Any]:
+        return self.store.put("", "configmaps", {"metadata": {"name": "extension-apiserver-authentication",
+                                                              "namespace": "kube-system"}, "data": data})
+
+    def list_calls(self, path: str) -> list[Recorded]:
+        return self.state.recorded("GET", path, watch=False)
+
+    def watch_calls(self, path: str) -> list[Recorded]:
+        return self.state.recorded("GET", path, watch=True)

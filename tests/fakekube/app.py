@@ -1,0 +1,277 @@
+"""The fake Kubernetes API as a Starlette app: discovery, list/get/watch, TokenReview, SubjectAccessReview.
+
+JSON shapes follow the real API (kind/apiVersion/metadata.resourceVersion/items; watch streams of
+newline-delimited ``{"type": ..., "object": ...}``; errors as ``metav1.Status``). Every request is
+recorded before anything else happens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs, unquote
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from adapter.api.requestinfo import parse_label_selector
+from adapter.model import Requirement, Selector
+from tests.fakekube.store import Event, Obj, ResourceDef, Store
+
+SarRule = Callable[[dict[str, Any]], tuple[bool, bool, str]]
+
+
+@dataclass(frozen=True)
+class Recorded:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    body: Any
+    authorization: bool  # whether an Authorization header was present (never its value)
+
+    @property
+    def is_watch(self) -> bool:
+        return self.query.get("watch", [""])[0] in ("1", "true")
+
+
+def status(code: int, reason: str, message: str) -> dict[str, Any]:
+    return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": message,
+            "reason": reason, "code": code}
+
+
+def selector_of(text: str) -> Selector:
+    parsed = parse_label_selector(text)
+    reqs = tuple(Requirement(k, "=" if op == "==" else op, tuple(v)) for k, op, v in parsed)
+    return Selector(reqs, text)
+
+
+@dataclass
+class FakeKubeState:
+    store: Store = field(default_factory=Store)
+    tokens: set[str] = field(default_factory=lambda: {"adapter-token"})
+    # TokenReview: token -> user info ({"username":..., "uid":..., "groups":[...], "extra":{...}})
+    users: dict[str, dict[str, Any]] = field(default_factory=dict)
+    sar_rule: SarRule = field(default=lambda spec: (False, False, ""))
+    fail_status: dict[str, int] = field(default_factory=dict)  # path -> HTTP status to answer instead
+    requests: list[Recorded] = field(default_factory=list)
+    watch_generation: int = 0
+    closing: bool = False
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def record(self, r: Recorded) -> None:
+        with self._lock:
+            self.requests.append(r)
+
+    def recorded(self, method: str | None = None, path: str | None = None,
+                 watch: bool | None = None) -> list[Recorded]:
+        with self._lock:
+            reqs = list(self.requests)
+        return [r for r in reqs if (method is None or r.method == method) and (path is None or r.path == path)
+                and (watch is None or r.is_watch == watch)]
+
+    def sars(self) -> list[dict[str, Any]]:
+        """The ``spec`` of every SubjectAccessReview received, in order."""
+        reqs = self.recorded("POST", "/apis/authorization.k8s.io/v1/subjectaccessreviews")
+        return [r.body["spec"] for r in reqs]
+
+    def drop_watches(self) -> None:
+        """End every open watch stream now (as an apiserver restart or a load balancer would)."""
+        self.watch_generation += 1
+        self.store.bump()
+
+
+def _discovery(st: Store, group: str, version: str) -> dict[str, Any]:
+    res = []
+    for r in st.resources:
+        if (r.group, r.version) != (group, version):
+            continue
+        entry: dict[str, Any] = {"name": r.plural, "singularName": r.singular, "namespaced": r.namespaced,
+                                 "kind": r.kind, "verbs": list(r.verbs)}
+        if r.short_names:
+            entry["shortNames"] = list(r.short_names)
+        res.append(entry)
+    gv = f"{group}/{version}" if group else version
+    return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": res}
+
+
+def _groups(st: Store) -> dict[str, Any]:
+    out: dict[str, dict[str, Any]] = {}
+    for r in st.resources:
+        if r.group:
+            gv = {"groupVersion": r.group_version, "version": r.version}
+            g = out.setdefault(r.group, {"name": r.group, "versions": [], "preferredVersion": gv})
+            if gv not in g["versions"]:
+                g["versions"].append(gv)
+    return {"kind": "APIGroupList", "apiVersion": "v1", "groups": list(out.values())}
+
+
+def build_app(state: FakeKubeState) -> Starlette:
+    st = state.store
+
+    async def handle(request: Request) -> Response:
+        raw_path = request.scope.get("raw_path", b"").decode("latin-1") or request.url.path
+        path = unquote(raw_path.split("?")[0])
+        query = parse_qs(request.url.query, keep_blank_values=True)
+        body: Any = None
+        if request.method in ("POST", "PUT"):
+            raw = await request.body()
+            body = json.loads(raw) if raw else None
+        state.record(Recorded(request.method, path, query, body, "authorization" in request.headers))
+        if request.headers.get("authorization", "").removeprefix("Bearer ") not in state.tokens:
+            return JSONResponse(status(401, "Unauthorized", "Unauthorized"), 401)
+        if path in state.fail_status:
+            code = state.fail_status[path]
+            return JSONResponse(status(code, "InternalError", "injected failure"), code)
+        if path == "/api":
+            return JSONResponse({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [
+                {"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1:6443"}]})
+        if path == "/apis":
+            return JSONResponse(_groups(st))
+        if request.method == "POST" and path == "/apis/authentication.k8s.io/v1/tokenreviews":
+            return JSONResponse(_token_review(state, body), 201)
+        if request.method == "POST" and path == "/apis/authorization.k8s.io/v1/subjectaccessreviews":
+            allowed, denied, reason = state.sar_rule(body["spec"])
+            result: dict[str, Any] = {"allowed": allowed}
+            if denied:
+                result["denied"] = True
+            if reason:
+                result["reason"] = reason
+            return JSONResponse({**body, "status": result}, 201)
+        return _resource(request, path, query)
+
+    def _resource(request: Request, path: str, query: dict[str, list[str]]) -> Response:
+        parts = path.strip("/").split("/")
+        if parts[0] == "api" and len(parts) >= 2:
+            group, version, rest = "", parts[1], parts[2:]
+        elif parts[0] == "apis" and len(parts) >= 3:
+            group, version, rest = parts[1], parts[2], parts[3:]
+        else:
+            return _not_found()
+        if not rest:
+            if not any((r.group, r.version) == (group, version) for r in st.resources):
+                return _not_found()
+            return JSONResponse(_discovery(st, group, version))
+        namespace = ""
+        if rest[0] == "namespaces" and len(rest) >= 3:
+            namespace, rest = rest[1], rest[2:]
+        rdef = st.find(group, version, rest[0])
+        if rdef is None or request.method != "GET":
+            return _not_found()
+        if len(rest) == 2:
+            obj = st.get(group, rdef.plural, namespace, rest[1])
+            if obj is None:
+                msg = f'{rdef.plural} "{rest[1]}" not found'
+                return JSONResponse(status(404, "NotFound", msg), 404)
+            return JSONResponse({"kind": rdef.kind, "apiVersion": rdef.group_version, **obj})
+        sel = selector_of(query.get("labelSelector", [""])[0])
+        field_name = _field_name(query.get("fieldSelector", [""])[0])
+        if query.get("watch", [""])[0] in ("1", "true"):
+            stream = _watch(rdef, namespace, sel, field_name, query)
+            return StreamingResponse(stream, media_type="application/json")
+        items, rv = st.list(group, rdef.plural, namespace)
+        items = [o for o in items if _matches(o, sel, field_name)]
+        return JSONResponse({"kind": f"{rdef.kind}List", "apiVersion": rdef.group_version,
+                             "metadata": {"resourceVersion": str(rv)}, "items": items})
+
+    async def _watch(rdef: ResourceDef, namespace: str, sel: Selector, field_name: str,
+                     query: dict[str, list[str]]) -> AsyncIterator[bytes]:
+        gen = state.watch_generation
+        deadline = time.monotonic() + float(query.get("timeoutSeconds", ["300"])[0] or 300)
+        bookmarks = query.get("allowWatchBookmarks", [""])[0] == "true"
+        start = query.get("resourceVersion", [""])[0]
+        wake = st.waiter()
+
+        def line(kind: str, obj: Obj) -> bytes:
+            return (json.dumps({"type": kind, "object": {"kind": rdef.kind, "apiVersion": rdef.group_version,
+                                                         **obj}}) + "\n").encode()
+
+        try:
+            visible: set[tuple[str, str]] = set()
+            if start in ("", "0"):
+                items, rv = st.list(rdef.group, rdef.plural, namespace)
+                for o in items:
+                    if _matches(o, sel, field_name):
+                        visible.add(_key(o))
+                        yield line("ADDED", o)
+            else:
+                rv = int(start)
+                items, _ = st.list(rdef.group, rdef.plural, namespace)
+                visible = {_key(o) for o in items if _matches(o, sel, field_name)}
+            last_bookmark = rv
+            while not state.closing and state.watch_generation == gen and time.monotonic() < deadline:
+                wake.clear()
+                events = st.events_since(rdef.group, rdef.plural, rv)
+                if events is None:
+                    msg = f"too old resource version: {rv} ({st.compacted})"
+                    err = status(410, "Expired", msg)
+                    yield (json.dumps({"type": "ERROR", "object": err}) + "\n").encode()
+                    return
+                for e in events:
+                    rv = e.rv
+                    out = _translate(e, namespace, sel, field_name, visible)
+                    if out is not None:
+                        yield line(out, e.obj)
+                now_rv = st.resource_version
+                if bookmarks and now_rv > last_bookmark and not events:
+                    last_bookmark = now_rv
+                    yield line("BOOKMARK", {"metadata": {"resourceVersion": str(now_rv)}})
+                    rv = max(rv, now_rv)
+                with contextlib.suppress(TimeoutError):
+                    pause = min(0.5, max(0.01, deadline - time.monotonic()))
+                    await asyncio.wait_for(wake.wait(), timeout=pause)
+        finally:
+            st.unwait(wake)
+
+    return Starlette(routes=[Route("/{path:path}", handle, methods=["GET", "POST", "PUT", "DELETE"])])
+
+
+def _not_found() -> Response:
+    return JSONResponse(status(404, "NotFound", "the server could not find the requested resource"), 404)
+
+
+def _key(o: Obj) -> tuple[str, str]:
+    return (o["metadata"].get("namespace", ""), o["metadata"]["name"])
+
+
+def _field_name(text: str) -> str:
+    for term in text.split(","):
+        k, _, v = term.partition("=")
+        if k == "metadata.name":
+            return v.lstrip("=")
+    return ""
+
+
+def _matches(o: Obj, sel: Selector, field_name: str) -> bool:
+    meta = o["metadata"]
+    return sel.matches(meta.get("labels") or {}) and (not field_name or meta["name"] == field_name)
+
+
+def _translate(e: Event, namespace: str, sel: Selector, field_name: str,
+               visible: set[tuple[str, str]]) -> str | None:
+    """Event type a filtered watch shows: objects leaving the filter are DELETED, entering it ADDED."""
+    key = _key(e.obj)
+    if namespace and key[0] != namespace:
+        return None
+    was = key in visible
+    now = e.type != "DELETED" and _matches(e.obj, sel, field_name)
+    if now:
+        visible.add(key)
+        return "MODIFIED" if was else "ADDED"
+    visible.discard(key)
+    return "DELETED" if was else None
+
+
+def _token_review(state: FakeKubeState, body: dict[str, Any]) -> dict[str, Any]:
+    user = state.users.get(body.get("spec", {}).get("token", ""))
+    review_status: dict[str, Any] = {"authenticated": True, "user": user} if user else {
+        "authenticated": False, "error": "token not recognised"}
+    return {"kind": "TokenReview", "apiVersion": "authentication.k8s.io/v1", "metadata": {},
+            "spec": body.get("spec", {}), "status": review_status}

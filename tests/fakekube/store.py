@@ -1,0 +1,170 @@
+"""In-memory object store of the fake Kubernetes API: resourceVersions, event history, watch wake-ups.
+
+Thread-safe: tests mutate it from their own thread while the server's event loop reads it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+Obj = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ResourceDef:
+    """One resource as discovery shows it."""
+
+    group: str
+    version: str
+    plural: str
+    kind: str
+    singular: str
+    namespaced: bool
+    verbs: tuple[str, ...] = ("get", "list", "watch")
+    short_names: tuple[str, ...] = ()
+
+    @property
+    def group_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+
+DEFAULT_RESOURCES = (
+    ResourceDef("", "v1", "pods", "Pod", "pod", True, short_names=("po",)),
+    ResourceDef("", "v1", "pods/status", "Pod", "", True),
+    ResourceDef("", "v1", "namespaces", "Namespace", "namespace", False, short_names=("ns",)),
+    ResourceDef("", "v1", "nodes", "Node", "node", False, short_names=("no",)),
+    ResourceDef("", "v1", "services", "Service", "service", True, short_names=("svc",)),
+    ResourceDef("", "v1", "configmaps", "ConfigMap", "configmap", True, short_names=("cm",)),
+    ResourceDef("apps", "v1", "deployments", "Deployment", "deployment", True, short_names=("deploy",)),
+    ResourceDef("apps", "v1", "deployments/scale", "Scale", "", True),
+    ResourceDef("apps", "v1", "statefulsets", "StatefulSet", "statefulset", True, short_names=("sts",)),
+    # singularName left empty on purpose: the mapper must derive it from the kind (as RESTMapper does)
+    ResourceDef("batch", "v1", "jobs", "Job", "", True),
+    ResourceDef("authentication.k8s.io", "v1", "tokenreviews", "TokenReview", "tokenreview", False,
+                verbs=("create",)),
+    ResourceDef("authorization.k8s.io", "v1", "subjectaccessreviews", "SubjectAccessReview",
+                "subjectaccessreview", False, verbs=("create",)),
+    # a second group that also has "pods": makes plain "metrics"-style names ambiguous tests possible
+    ResourceDef("metrics.k8s.io", "v1beta1", "pods", "PodMetrics", "", True, verbs=("get", "list")),
+)
+
+
+@dataclass
+class Event:
+    rv: int
+    type: str
+    obj: Obj
+
+
+@dataclass
+class _Collection:
+    objects: dict[tuple[str, str], Obj] = field(default_factory=dict)
+    history: list[Event] = field(default_factory=list)
+
+
+class Store:
+    def __init__(self, resources: tuple[ResourceDef, ...] = DEFAULT_RESOURCES) -> None:
+        self.resources = resources
+        self._lock = threading.RLock()
+        self._rv = 100
+        self._compacted = 0
+        self._cols: dict[tuple[str, str], _Collection] = {}
+        self._waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
+
+    def find(self, group: str, version: str, plural: str) -> ResourceDef | None:
+        for r in self.resources:
+            if (r.group, r.version, r.plural) == (group, version, plural):
+                return r
+        return None
+
+    @property
+    def resource_version(self) -> int:
+        with self._lock:
+            return self._rv
+
+    def _col(self, group: str, plural: str) -> _Collection:
+        return self._cols.setdefault((group, plural), _Collection())
+
+    def put(self, group: str, plural: str, obj: Obj) -> Obj:
+        """Create or replace (ADDED / MODIFIED); returns the stored copy with its new resourceVersion."""
+        with self._lock:
+            obj = copy.deepcopy(obj)
+            meta = obj.setdefault("metadata", {})
+            key = (meta.get("namespace", ""), meta["name"])
+            col = self._col(group, plural)
+            kind = "MODIFIED" if key in col.objects else "ADDED"
+            self._rv += 1
+            meta["resourceVersion"] = str(self._rv)
+            meta.setdefault("uid", f"uid-{meta['name']}-{self._rv}")
+            col.objects[key] = obj
+            col.history.append(Event(self._rv, kind, copy.deepcopy(obj)))
+        self._wake()
+        return obj
+
+    def delete(self, group: str, plural: str, namespace: str, name: str) -> None:
+        with self._lock:
+            col = self._col(group, plural)
+            obj = col.objects.pop((namespace, name))
+            self._rv += 1
+            obj = copy.deepcopy(obj)
+            obj["metadata"]["resourceVersion"] = str(self._rv)
+            col.history.append(Event(self._rv, "DELETED", obj))
+        self._wake()
+
+    def get(self, group: str, plural: str, namespace: str, name: str) -> Obj | None:
+        with self._lock:
+            obj = self._col(group, plural).objects.get((namespace, name))
+            return copy.deepcopy(obj) if obj else None
+
+    def list(self, group: str, plural: str, namespace: str) -> tuple[list[Obj], int]:
+        with self._lock:
+            items = [copy.deepcopy(o) for (ns, _), o in sorted(self._col(group, plural).objects.items())
+                     if not namespace or ns == namespace]
+            return items, self._rv
+
+    def compact(self) -> None:
+        """Forget history: any watch from an older resourceVersion now gets 410 Gone."""
+        with self._lock:
+            self._compacted = self._rv
+            for col in self._cols.values():
+                col.history.clear()
+
+    def events_since(self, group: str, plural: str, rv: int) -> list[Event] | None:
+        """Events after ``rv``; None when ``rv`` is too old (compacted)."""
+        with self._lock:
+            if rv < self._compacted:
+                return None
+            return [e for e in self._col(group, plural).history if e.rv > rv]
+
+    @property
+    def compacted(self) -> int:
+        with self._lock:
+            return self._compacted
+
+    def bump(self) -> None:
+        """Advance the resourceVersion without an event (other resources changed)."""
+        with self._lock:
+            self._rv += 1
+        self._wake()
+
+    # --- watch wake-ups ----------------------------------------------------------------------------
+    def waiter(self) -> asyncio.Event:
+        ev = asyncio.Event()
+        with self._lock:
+            self._waiters.add((asyncio.get_running_loop(), ev))
+        return ev
+
+    def unwait(self, ev: asyncio.Event) -> None:
+        with self._lock:
+            self._waiters = {(lp, e) for lp, e in self._waiters if e is not ev}
+
+    def _wake(self) -> None:
+        with self._lock:
+            waiters = list(self._waiters)
+        for loop, ev in waiters:
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(ev.set)
