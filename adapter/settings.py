@@ -233,7 +233,7 @@ def from_args(ns: argparse.Namespace, env: Mapping[str, str] | None = None) -> S
     if skip is not None:
         kw["authentication_skip_lookup"] = skip.lower() in ("1", "true", "yes")
 
-    settings = Settings(**{**d.__dict__, **kw})  # type: ignore[arg-type]
+    settings = Settings(**{**d.__dict__, **kw})
     _validate(settings)
     return settings
 

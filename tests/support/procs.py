@@ -42,7 +42,7 @@ def wait_http(url: str, timeout: float = 30.0, proc: subprocess.Popen[bytes] | N
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"process exited with {proc.returncode} before {url} answered")
         try:
-            with urllib.request.urlopen(url, timeout=2, context=ctx) as r:  # noqa: S310 - loopback only
+            with urllib.request.urlopen(url, timeout=2, context=ctx) as r:
                 if r.status in ok:
                     return
                 last = r.status

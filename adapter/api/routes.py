@@ -1,0 +1,125 @@
+"""URL -> provider call for both metrics APIs (protocol.md §1). The provider never sees HTTP.
+
+The path arrives percent-decoded (``%2A`` -> ``*``); ``*`` in the name position means "objects
+selected by ``labelSelector``", a name means that one object.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import Protocol, TypeVar
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from adapter.api import discovery, wire
+from adapter.errors import AdapterError, BadRequest, NotFound, Unavailable
+from adapter.model import CustomMetricInfo, CustomValue, ExternalMetricInfo, ExternalValue, Selector
+from adapter.naming.selectors import parse_selector
+
+T = TypeVar("T")
+
+
+class CustomProvider(Protocol):
+    def list_metrics(self) -> list[CustomMetricInfo]: ...
+
+    async def get_by_name(self, resource: str, namespace: str, name: str, metric: str,
+                          metric_selector: Selector) -> CustomValue: ...
+
+    async def get_by_selector(self, resource: str, namespace: str, selector: Selector, metric: str,
+                              metric_selector: Selector) -> list[CustomValue]: ...
+
+
+class ExternalProvider(Protocol):
+    def list_metrics(self) -> list[ExternalMetricInfo]: ...
+
+    async def get(self, namespace: str, metric: str, selector: Selector) -> list[ExternalValue]: ...
+
+
+@dataclass(frozen=True)
+class CustomTarget:
+    resource: str
+    namespace: str
+    name: str
+    metric: str
+
+
+def parse_custom_path(parts: list[str]) -> CustomTarget:
+    """Decompose the path after ``/apis/custom.metrics.k8s.io/<version>/`` (CMA's three routes)."""
+    if len(parts) == 4 and parts[0] == "namespaces" and parts[2] == "metrics":
+        return CustomTarget("namespaces", "", parts[1], parts[3])
+    if len(parts) == 5 and parts[0] == "namespaces":
+        return CustomTarget(parts[2], parts[1], parts[3], parts[4])
+    if len(parts) == 3 and parts[0] == "namespaces":
+        raise BadRequest("invalid request path")
+    if len(parts) == 3:
+        return CustomTarget(parts[0], "", parts[1], parts[2])
+    raise NotFound("the server could not find the requested resource")
+
+
+class Handlers:
+    def __init__(self, custom: CustomProvider, external: ExternalProvider | None, request_timeout: float) -> None:
+        self.custom = custom
+        self.external = external
+        self.request_timeout = request_timeout
+
+    async def _bounded(self, call: Awaitable[T]) -> T:
+        try:
+            return await asyncio.wait_for(call, self.request_timeout)
+        except TimeoutError as e:
+            raise Unavailable(f"the metric could not be fetched within the request timeout "
+                              f"({self.request_timeout:g}s)") from e
+
+    @staticmethod
+    def _json(doc: object, request: Request) -> Response:
+        pretty = request.query_params.get("pretty") in ("true", "1")
+        return Response(wire.dumps(doc, pretty), media_type="application/json")
+
+    @staticmethod
+    def _selector(request: Request, param: str) -> Selector:
+        return parse_selector(request.query_params.get(param))
+
+    async def custom_api(self, request: Request, version: str, rest: str) -> Response:
+        if version not in discovery.CUSTOM_VERSIONS:
+            raise NotFound("the server could not find the requested resource")
+        parts = [p for p in rest.split("/") if p] if rest else []
+        if not parts:
+            return self._json(discovery.custom_resource_list(version, self.custom.list_metrics()), request)
+        t = parse_custom_path(parts)
+        selector = self._selector(request, "labelSelector")
+        try:
+            metric_selector = self._selector(request, "metricLabelSelector")
+        except BadRequest as e:
+            raise BadRequest(f"metricLabelSelector: {e.message}") from e
+        if t.name == "*":
+            values = await self._bounded(
+                self.custom.get_by_selector(t.resource, t.namespace, selector, t.metric, metric_selector))
+        else:
+            values = [await self._bounded(
+                self.custom.get_by_name(t.resource, t.namespace, t.name, t.metric, metric_selector))]
+        return self._json(wire.custom_list(version, values), request)
+
+    async def external_api(self, request: Request, version: str, rest: str) -> Response:
+        if self.external is None or version not in discovery.EXTERNAL_VERSIONS:
+            raise NotFound("the server could not find the requested resource")
+        parts = [p for p in rest.split("/") if p] if rest else []
+        if not parts:
+            return self._json(discovery.external_resource_list(self.external.list_metrics()), request)
+        if len(parts) != 3 or parts[0] != "namespaces":
+            raise NotFound("the server could not find the requested resource")
+        selector = self._selector(request, "labelSelector")
+        values = await self._bounded(self.external.get(parts[1], parts[2], selector))
+        return self._json(wire.external_list(values), request)
+
+
+def error_group_version(path: str) -> tuple[str, str]:
+    """(group, version) of a path for metrics labels; "" for non-API paths."""
+    parts = path.split("/")
+    if len(parts) >= 3 and parts[1] == "apis":
+        return parts[2], parts[3] if len(parts) > 3 else ""
+    return "", ""
+
+
+__all__ = ["AdapterError", "CustomTarget", "Handlers", "error_group_version", "parse_custom_path"]

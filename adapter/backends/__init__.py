@@ -1,0 +1,1 @@
+"""I/O: Prometheus and Kubernetes clients. Library errors become ``adapter.errors`` here."""

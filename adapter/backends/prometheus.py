@@ -1,0 +1,211 @@
+"""Prometheus access through prometheus-api-client, off the event loop, bounded and time-limited.
+
+* Blocking calls run in a thread pool of ``max_concurrency`` threads; an asyncio semaphore that is
+  released only when the thread finishes keeps a slow Prometheus from piling up threads.
+* Every call has an explicit timeout and at most one retry (connect errors and 502/503/504), so the
+  whole budget fits inside ``--request-timeout`` and the aggregator's deadline.
+* The bearer token file is re-read when its mtime or size changes; the token is never logged.
+* Queries go by POST (form body) when ``--prometheus-verb POST`` or when the GET URL would exceed
+  8 KiB; prometheus-api-client's own POST puts the query in the URL, so that path uses its session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import os
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import requests
+from prometheus_api_client import PrometheusConnect
+from prometheus_api_client.exceptions import PrometheusApiClientException
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from adapter.errors import AdapterError, InternalError, Unavailable
+from adapter.model import QueryResult, Sample
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+MAX_GET_URL = 8192
+
+
+@dataclass(frozen=True)
+class PrometheusConfig:
+    url: str
+    verb: str = "GET"
+    headers: Mapping[str, str] = field(default_factory=dict)
+    token_file: Path | None = None
+    ca_file: Path | None = None
+    client_cert: Path | None = None
+    client_key: Path | None = None
+    timeout: float = 10.0
+    max_concurrency: int = 8
+
+
+class _Token:
+    """Bearer token from a file, re-read when the file changes."""
+
+    def __init__(self, path: Path | None) -> None:
+        self._path = path
+        self._stamp: tuple[float, int] | None = None
+        self._value = ""
+        self._lock = threading.Lock()
+
+    def get(self) -> str:
+        if self._path is None:
+            return ""
+        try:
+            st = os.stat(self._path)
+        except OSError as e:
+            raise Unavailable("cannot read the Prometheus token file") from e
+        stamp = (st.st_mtime, st.st_size)
+        with self._lock:
+            if stamp != self._stamp:
+                self._value = self._path.read_text().strip()
+                self._stamp = stamp
+                log.info("prometheus token file (re)loaded", extra={"path": str(self._path)})
+            return self._value
+
+
+class PrometheusBackend:
+    def __init__(self, cfg: PrometheusConfig, on_call: Callable[[str, str, float], None] | None = None) -> None:
+        self.cfg = cfg
+        self._on_call = on_call
+        self._token = _Token(cfg.token_file)
+        session = requests.Session()
+        session.verify = str(cfg.ca_file) if cfg.ca_file else True
+        if cfg.client_cert and cfg.client_key:
+            session.cert = (str(cfg.client_cert), str(cfg.client_key))
+        self._url = cfg.url.rstrip("/")
+        self._pc = PrometheusConnect(url=self._url, headers=dict(cfg.headers), session=session,
+                                     timeout=cfg.timeout, method="GET")
+        retry = Retry(total=1, connect=1, read=0, status=1, backoff_factor=0.05,
+                      status_forcelist=(502, 503, 504), allowed_methods=None, raise_on_status=False)
+        adapter = HTTPAdapter(max_retries=retry, pool_connections=1, pool_maxsize=cfg.max_concurrency)
+        session.mount(self._url, adapter)
+        self._session = session
+        self._pool = ThreadPoolExecutor(max_workers=cfg.max_concurrency, thread_name_prefix="prometheus")
+        self._sem: asyncio.Semaphore | None = None
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._session.close()
+
+    # -- blocking calls -------------------------------------------------------------------------
+    def _headers(self) -> dict[str, str]:
+        headers = dict(self.cfg.headers)
+        token = self._token.get()
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        return headers
+
+    def _timed(self, endpoint: str, fn: Callable[[], T]) -> T:
+        start = time.perf_counter()
+        outcome = "success"
+        try:
+            return fn()
+        except requests.Timeout as e:
+            outcome = "timeout"
+            raise Unavailable("Prometheus did not answer in time") from e
+        except requests.ConnectionError as e:
+            outcome = "unreachable"
+            raise Unavailable("Prometheus is unreachable") from e
+        except PrometheusApiClientException as e:
+            outcome = "error"
+            text = str(e)
+            if "HTTP Status Code 503" in text or "HTTP Status Code 502" in text:
+                raise Unavailable("Prometheus is unavailable") from e
+            raise InternalError("Internal error occurred: unable to fetch metrics",
+                                details={"causes": [{"message": "unable to fetch metrics"}]}) from e
+        except AdapterError:
+            outcome = "error"
+            raise
+        except (requests.RequestException, ValueError, KeyError) as e:
+            outcome = "error"
+            raise InternalError("Internal error occurred: unable to fetch metrics",
+                                details={"causes": [{"message": "unable to fetch metrics"}]}) from e
+        finally:
+            if self._on_call:
+                self._on_call(endpoint, outcome, time.perf_counter() - start)
+
+    def series_sync(self, match: str, max_age: float) -> list[dict[str, str]]:
+        def call() -> list[dict[str, str]]:
+            self._pc.headers = self._headers()
+            now = datetime.now(UTC)
+            start = datetime.fromtimestamp(now.timestamp() - max_age, UTC)
+            data: list[dict[str, str]] = self._pc.get_series(start, now, params={"match[]": match})
+            return data
+        return self._timed("series", call)
+
+    def query_sync(self, promql: str) -> QueryResult:
+        def call() -> QueryResult:
+            requested = time.time()
+            headers = self._headers()
+            url_len = len(self._url) + 15 + len(urllib.parse.quote(promql, safe=""))
+            if self.cfg.verb == "POST" or url_len > MAX_GET_URL:
+                resp = self._session.post(f"{self._url}/api/v1/query", data={"query": promql},
+                                          headers=headers, timeout=self.cfg.timeout)
+                if resp.status_code != 200:
+                    raise PrometheusApiClientException(f"HTTP Status Code {resp.status_code} ({resp.content!r})")
+                result: Any = resp.json()["data"]["result"]
+            else:
+                self._pc.headers = headers
+                result = self._pc.custom_query(promql)
+            return parse_result(result, requested)
+        return self._timed("query", call)
+
+    # -- async wrappers ---------------------------------------------------------------------------
+    async def _run(self, fn: Callable[[], T]) -> T:
+        if self._sem is None:
+            self._sem = asyncio.Semaphore(self.cfg.max_concurrency)
+        sem = self._sem
+        await sem.acquire()
+        loop = asyncio.get_running_loop()
+        try:
+            fut = loop.run_in_executor(self._pool, fn)
+        except BaseException:
+            sem.release()
+            raise
+        fut.add_done_callback(lambda _f: sem.release())
+        # shield: a caller that times out leaves; the thread finishes and only then frees its slot
+        return await asyncio.shield(fut)
+
+    async def query(self, promql: str) -> QueryResult:
+        return await self._run(lambda: self.query_sync(promql))
+
+    async def series(self, match: str, max_age: float) -> list[dict[str, str]]:
+        return await self._run(lambda: self.series_sync(match, max_age))
+
+
+def parse_result(result: Any, requested: float) -> QueryResult:
+    """Vector (list of {metric, value}) or scalar ([ts, "v"]) -> samples with their own timestamps."""
+    samples: list[Sample] = []
+    evaluated = requested
+    if isinstance(result, list) and len(result) == 2 and not isinstance(result[0], dict):
+        ts, value = float(result[0]), _float(result[1])
+        return QueryResult((Sample({}, value, ts),), ts)
+    if not isinstance(result, list):
+        raise ValueError("unexpected result type")
+    for item in result:
+        labels = item.get("metric", {})
+        ts, value = item["value"]
+        evaluated = float(ts)
+        samples.append(Sample(labels, _float(value), float(ts)))
+    return QueryResult(tuple(samples), evaluated)
+
+
+def _float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return math.nan

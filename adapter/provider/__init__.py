@@ -1,0 +1,1 @@
+"""Use cases, no HTTP: resolve objects -> build query -> run -> map values; background discovery."""

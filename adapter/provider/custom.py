@@ -1,0 +1,144 @@
+"""custom.metrics.k8s.io use cases: values of named objects, and of objects selected by labels."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+
+from adapter.errors import AdapterError, MetricNotFound
+from adapter.model import CustomMetricInfo, CustomValue, ObjectRef, QueryResult, ResourceInfo, Selector
+from adapter.naming.query import MetricNamer
+from adapter.ports import ObjectResolver, ResourceMapper
+from adapter.provider.discovery import Relister
+from adapter.provider.runner import QueryRunner
+from adapter.provider.values import Freshness, Policy, usable
+from adapter.settings import parse_duration
+
+log = logging.getLogger(__name__)
+
+# above this many names, one namespace-wide query filtered in-process replaces a long =~ alternation
+MAX_NAMES_IN_QUERY = 100
+
+
+class CustomMetricsProvider:
+    def __init__(self, relister: Relister, mapper: ResourceMapper, resolver: ObjectResolver,
+                 runner: QueryRunner, freshness: Freshness,
+                 policy_for: Callable[[MetricNamer], Policy]) -> None:
+        self.relister = relister
+        self.mapper = mapper
+        self.resolver = resolver
+        self.runner = runner
+        self.freshness = freshness
+        self.policy_for = policy_for
+
+    def list_metrics(self) -> list[CustomMetricInfo]:
+        return self.relister.index.custom_infos()
+
+    def _entry(self, info: ResourceInfo, namespace: str, metric: str, name: str = "", selector: str = ""
+               ) -> tuple[MetricNamer, str]:
+        entry = self.relister.index.lookup(info.group_resource, bool(namespace), metric)
+        if entry is None:
+            raise MetricNotFound(metric, str(info.group_resource), name, selector)
+        return entry.namer, entry.series
+
+    async def _query(self, promql: str, policy: Policy) -> QueryResult:
+        try:
+            return await self.runner.run(promql, policy.cache_ttl)
+        except AdapterError as e:
+            log.warning("query failed", extra={"promql": promql, "error": e.message, "code": e.code})
+            raise
+
+    def _ref(self, info: ResourceInfo, namespace: str, name: str) -> ObjectRef:
+        # CMA builds apiVersion as group + "/" + version, so core kinds read "/v1" on the wire
+        api_version = f"{info.group_resource.group}/{info.version}"
+        return ObjectRef(info.kind, name, api_version, namespace)
+
+    async def get_by_name(self, resource: str, namespace: str, name: str, metric: str,
+                          metric_selector: Selector) -> CustomValue:
+        info = self.mapper.resolve(resource)
+        namer, series = self._entry(info, namespace, metric, name)
+        policy = self.policy_for(namer)
+        wide = self.runner.caching and not namer.uses_values_by_name()
+        promql = namer.build(series, info.group_resource, namespace, [name], metric_selector, all_objects=wide)
+        values = await self._values(namer, info, namespace, promql, policy, [name], metric, metric_selector)
+        if not values:
+            raise MetricNotFound(metric, str(info.group_resource), name)
+        return values[0]
+
+    async def get_by_selector(self, resource: str, namespace: str, selector: Selector, metric: str,
+                              metric_selector: Selector) -> list[CustomValue]:
+        info = self.mapper.resolve(resource)
+        namer, series = self._entry(info, namespace, metric, selector=selector.raw)
+        policy = self.policy_for(namer)
+        names = await self.resolver.names(info, namespace, selector)
+        if names is not None and not names:
+            raise MetricNotFound(metric, str(info.group_resource), selector=selector.raw)
+        wide = names is None or (
+            not namer.uses_values_by_name() and (self.runner.caching or len(names) > MAX_NAMES_IN_QUERY))
+        promql = namer.build(series, info.group_resource, namespace, list(names or ()), metric_selector,
+                             all_objects=wide)
+        values = await self._values(namer, info, namespace, promql, policy, names, metric, metric_selector)
+        if not values:
+            raise MetricNotFound(metric, str(info.group_resource), selector=selector.raw or "")
+        return values
+
+    async def _values(self, namer: MetricNamer, info: ResourceInfo, namespace: str, promql: str,
+                      policy: Policy, names: Sequence[str] | None, metric: str,
+                      metric_selector: Selector) -> list[CustomValue]:
+        label = namer.resource_label(info.group_resource)
+        gr = str(info.group_resource)
+        try:
+            result: QueryResult | None = await self._query(promql, policy)
+        except AdapterError:
+            if policy.missing != "lastKnown" or names is None:
+                raise
+            result = None  # Prometheus failed: lastKnown may still answer
+        now = self.freshness.clock()
+        by_name: dict[str, tuple[float, float]] = {}
+        if result is not None:
+            for s in result.samples:
+                obj = s.labels.get(label)
+                if obj is None or obj in by_name:
+                    continue
+                if usable(s, now, self.freshness.max_value_age, f"{gr}/{namespace}/{obj}", promql):
+                    by_name[obj] = (s.value, s.timestamp)
+        wanted = list(names) if names is not None else sorted(by_name)
+        sel = metric_selector if not metric_selector.empty else None
+        out: list[CustomValue] = []
+        remember = policy.missing == "lastKnown"
+        for name in wanted:
+            key = (metric, gr, namespace, name, metric_selector.raw)
+            found: tuple[float, float] | None = by_name.get(name)
+            if found is None:
+                found = self._missing(key, policy, result)
+                if found is None:
+                    continue
+            else:
+                self.freshness.served(key, found[0], found[1], remember)
+            out.append(CustomValue(self._ref(info, namespace, name), metric, found[1], found[0], sel))
+        return out
+
+    def _missing(self, key: tuple[str, ...], policy: Policy, result: QueryResult | None) -> tuple[float, float] | None:
+        if policy.missing == "zero" and result is not None:
+            return (0.0, result.evaluated_at)
+        if policy.missing == "lastKnown":
+            return self.freshness.last_known(key, policy)
+        return None
+
+
+def policies(default: Policy) -> Callable[[MetricNamer], Policy]:
+    """Per-rule policy: the rule's ``missingData``/``maxAge``/``cacheTTL`` over the global defaults."""
+    cache: dict[str, Policy] = {}
+
+    def policy_for(namer: MetricNamer) -> Policy:
+        p = cache.get(namer.where)
+        if p is None:
+            rule = namer.sourced.rule
+            p = Policy(
+                missing=rule.missing_data or default.missing,
+                max_age=parse_duration(rule.max_age, "maxAge") if rule.max_age else default.max_age,
+                cache_ttl=parse_duration(rule.cache_ttl, "cacheTTL") if rule.cache_ttl else default.cache_ttl,
+            )
+            cache[namer.where] = p
+        return p
+    return policy_for

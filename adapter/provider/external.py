@@ -1,0 +1,68 @@
+"""external.metrics.k8s.io use case: every sample of the rule's query becomes an item."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from adapter.errors import AdapterError, NotFound
+from adapter.model import ExternalMetricInfo, ExternalValue, QueryResult, Selector
+from adapter.naming.query import MetricNamer
+from adapter.provider.discovery import Relister
+from adapter.provider.runner import QueryRunner
+from adapter.provider.values import Freshness, Policy, usable
+
+log = logging.getLogger(__name__)
+
+
+class ExternalMetricsProvider:
+    def __init__(self, relister: Relister, runner: QueryRunner, freshness: Freshness,
+                 policy_for: Callable[[MetricNamer], Policy]) -> None:
+        self.relister = relister
+        self.runner = runner
+        self.freshness = freshness
+        self.policy_for = policy_for
+        self._last: dict[tuple[str, str, str], tuple[ExternalValue, ...]] = {}
+
+    def list_metrics(self) -> list[ExternalMetricInfo]:
+        return self.relister.index.external_infos()
+
+    async def get(self, namespace: str, metric: str, selector: Selector) -> list[ExternalValue]:
+        entry = self.relister.index.external.get(metric)
+        if entry is None:
+            raise NotFound(f"the server could not find the metric {metric} for namespace {namespace}")
+        namer, series = entry.namer, entry.series
+        policy = self.policy_for(namer)
+        promql = namer.build_external(series, namespace, selector)
+        key = (metric, namespace if namer.namespaced_external else "", selector.raw)
+        try:
+            result: QueryResult | None = await self.runner.run(promql, policy.cache_ttl)
+        except AdapterError as e:
+            log.warning("query failed", extra={"promql": promql, "error": e.message, "code": e.code})
+            if policy.missing != "lastKnown":
+                raise
+            result = None
+        now = self.freshness.clock()
+        items = []
+        if result is not None:
+            for s in result.samples:
+                if usable(s, now, self.freshness.max_value_age, f"external/{metric}", promql):
+                    items.append(ExternalValue(metric, dict(s.labels), s.timestamp, s.value))
+        if items:
+            if policy.missing == "lastKnown":
+                self._last[key] = tuple(items)
+                if len(self._last) > 10000:
+                    self._last.pop(next(iter(self._last)))
+            for it in items:
+                self.freshness.served(key, it.value, it.timestamp, remember=False)
+            return items
+        if policy.missing == "zero" and result is not None:
+            return [ExternalValue(metric, {}, result.evaluated_at, 0.0)]
+        if policy.missing == "lastKnown":
+            last = self._last.get(key, ())
+            limit = min(policy.max_age, self.freshness.max_value_age)
+            fresh = [it for it in last if now - it.timestamp <= limit]
+            if fresh:
+                return fresh
+        raise NotFound(f"the server could not find the metric {metric} for namespace {namespace}"
+                       + (f" with selector {selector.raw}" if selector.raw else ""))

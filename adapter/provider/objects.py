@@ -1,0 +1,62 @@
+"""Object resolution without a cluster: pods matching a label selector from kube-state-metrics.
+
+``kube_pod_labels{namespace, pod, label_<name>...}`` carries each pod's labels with names sanitized
+by kube-state-metrics (every character outside ``[a-zA-Z0-9_]`` becomes ``_``, prefixed ``label_``).
+Only labels listed in kube-state-metrics' ``--metric-labels-allowlist`` are exported: a selector on
+a label that is not exported matches nothing (documented in docs/presets.md and README).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from adapter.errors import NotImplementedYet
+from adapter.model import ResourceInfo, Selector
+from adapter.naming.selectors import match_values, quote
+from adapter.provider.runner import QueryRunner
+
+_SANITIZE = re.compile(r"[^a-zA-Z0-9_]")
+
+
+def ksm_label(key: str) -> str:
+    return "label_" + _SANITIZE.sub("_", key)
+
+
+def ksm_pod_selector_query(namespace: str, selector: Selector) -> str:
+    """PromQL over kube_pod_labels selecting the pods that match ``selector`` (values escaped)."""
+    exprs = [f"namespace={quote(namespace)}"] if namespace else []
+    for r in selector.requirements:
+        name = ksm_label(r.key)
+        if r.operator in ("=", "in"):
+            exprs.append(match_values(name, r.values))
+        elif r.operator in ("!=", "notin"):
+            exprs.append(match_values(name, r.values, negate=True))
+        elif r.operator == "exists":
+            exprs.append(f'{name}!=""')
+        elif r.operator == "!":
+            exprs.append(f'{name}=""')
+        else:
+            raise NotImplementedYet(f"label selector operator {r.operator!r} cannot be resolved from "
+                                    "kube-state-metrics without a cluster")
+    return "max by (namespace, pod) (kube_pod_labels{" + ",".join(exprs) + "})"
+
+
+class KsmObjectResolver:
+    """``ObjectResolver`` for running without a cluster."""
+
+    def __init__(self, runner: QueryRunner) -> None:
+        self._runner = runner
+
+    async def names(self, info: ResourceInfo, namespace: str, selector: Selector) -> Sequence[str] | None:
+        if selector.empty:
+            return None  # every object that has series
+        if info.group_resource.resource != "pods" or info.group_resource.group:
+            raise NotImplementedYet(
+                f"a labelSelector on {info.group_resource} needs a Kubernetes API (--lister-kubeconfig); "
+                "without a cluster only pods can be selected (from kube-state-metrics' kube_pod_labels)")
+        result = await self._runner.run(ksm_pod_selector_query(namespace, selector))
+        return sorted({s.labels.get("pod", "") for s in result.samples} - {""})
+
+    async def exists(self, info: ResourceInfo, namespace: str, name: str) -> bool | None:
+        return None

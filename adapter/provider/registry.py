@@ -1,0 +1,82 @@
+"""The series index built by each relist: which metrics exist, for which resources, from which rule.
+
+An index is immutable once built; the relister builds a new one aside and swaps the reference,
+so the request path reads without locks.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from adapter.model import CustomMetricInfo, ExternalMetricInfo, GroupResource
+from adapter.naming.query import MetricNamer, RuleError
+from adapter.naming.resources import CLUSTER_LEVEL
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Entry:
+    namer: MetricNamer
+    series: str
+
+
+@dataclass(frozen=True)
+class SeriesIndex:
+    custom: Mapping[tuple[GroupResource, bool, str], Entry] = field(default_factory=dict)
+    external: Mapping[str, Entry] = field(default_factory=dict)
+    series_count: int = 0
+
+    def custom_infos(self) -> list[CustomMetricInfo]:
+        return [CustomMetricInfo(gr, ns, m) for (gr, ns, m) in sorted(
+            self.custom, key=lambda k: (str(k[0]), k[2]))]
+
+    def external_infos(self) -> list[ExternalMetricInfo]:
+        return [ExternalMetricInfo(m) for m in sorted(self.external)]
+
+    def lookup(self, gr: GroupResource, namespaced: bool, metric: str) -> Entry | None:
+        return self.custom.get((gr, namespaced, metric))
+
+
+def build_index(custom: Iterable[tuple[MetricNamer, list[Mapping[str, str]]]],
+                external: Iterable[tuple[MetricNamer, list[Mapping[str, str]]]]) -> SeriesIndex:
+    """Apply each rule's filters and naming to the series its seriesQuery returned."""
+    c: dict[tuple[GroupResource, bool, str], Entry] = {}
+    e: dict[str, Entry] = {}
+    count = 0
+    for namer, series_list in custom:
+        for labels in series_list:
+            name = labels.get("__name__", "")
+            if not name or not namer.accepts(name):
+                continue
+            metric = namer.metric_name(name)
+            if not metric:
+                continue
+            count += 1
+            resources, namespaced = namer.converter.resources_for_series(labels.keys())
+            for gr in resources:
+                ns = False if gr in CLUSTER_LEVEL else namespaced
+                try:
+                    namer.resource_label(gr)
+                except RuleError:
+                    continue
+                key = (gr, ns, metric)
+                if key not in c:
+                    c[key] = Entry(namer, name)
+                elif c[key].namer is not namer:
+                    log.debug("metric %s for %s already defined by %s; %s ignored",
+                              metric, gr, c[key].namer.where, namer.where)
+    for namer, series_list in external:
+        for labels in series_list:
+            name = labels.get("__name__", "")
+            if not name or not namer.accepts(name):
+                continue
+            metric = namer.metric_name(name)
+            if not metric:
+                continue
+            count += 1
+            if metric not in e:
+                e[metric] = Entry(namer, name)
+    return SeriesIndex(c, e, count)

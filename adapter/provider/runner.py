@@ -1,0 +1,42 @@
+"""Runs PromQL for the providers: result cache with TTL, single-flight, and freshness accounting."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Awaitable, Callable
+
+from adapter.cache import QueryCache
+from adapter.model import QueryResult
+
+QueryFn = Callable[[str], Awaitable[QueryResult]]
+
+
+def _size_of(result: QueryResult) -> int:
+    # a rough but monotone estimate: per-sample overhead plus label text
+    return 200 + sum(120 + sum(len(k) + len(v) + 100 for k, v in s.labels.items()) for s in result.samples)
+
+
+class QueryRunner:
+    """``run(promql)`` -> QueryResult, shared by identical concurrent requests and cached for the TTL.
+
+    With ``ttl == 0`` nothing is stored (prometheus-adapter's behaviour: one query per request),
+    but identical requests in flight at the same moment still share one query.
+    """
+
+    def __init__(self, query: QueryFn, *, ttl: float, max_entries: int,
+                 on_event: Callable[[str], None] | None = None,
+                 clock: Callable[[], float] | None = None, max_bytes: int = 64 * 1024 * 1024) -> None:
+        self._query = query
+        self.ttl = ttl
+        kwargs = {"clock": clock} if clock is not None else {}
+        self.cache: QueryCache[str, QueryResult] = QueryCache(
+            ttl=ttl, max_entries=max_entries, on_event=on_event, size_of=_size_of, max_bytes=max_bytes,
+            **kwargs)
+
+    @property
+    def caching(self) -> bool:
+        return self.ttl > 0
+
+    async def run(self, promql: str, ttl: float | None = None) -> QueryResult:
+        key = sys.intern(promql) if len(promql) < 512 else promql
+        return await self.cache.get_or_load(key, lambda: self._query(promql), ttl)

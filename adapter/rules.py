@@ -1,0 +1,202 @@
+"""Typed model of the rules file (prometheus-adapter's format, exactly), its loader, and presets.
+
+Top level: ``rules`` (custom metrics), ``externalRules`` (external metrics), ``resourceRules``
+(metrics.k8s.io: accepted and ignored with a warning), and our ``presets`` list. Unknown keys are
+errors. Our per-rule extensions (``missingData``, ``maxAge``, ``cacheTTL``) are optional; a
+prometheus-adapter v0.12 file never has them and loads unchanged.
+
+Every error names the file, the rule (list and index) and the field, e.g.
+``rules.yaml: rules[2].name.as: ...``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from adapter.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+PRESET_PACKAGE = "adapter.presets"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class GroupResourceRef(_Strict):
+    group: str = ""
+    resource: str
+
+    @field_validator("resource")
+    @classmethod
+    def _non_empty(cls, v: str) -> str:
+        if not v:
+            raise ValueError("must not be empty")
+        return v
+
+
+class ResourceMapping(_Strict):
+    overrides: dict[str, GroupResourceRef] = Field(default_factory=dict)
+    template: str = ""
+    namespaced: bool | None = None
+
+
+class NameMapping(_Strict):
+    matches: str = ""
+    as_: str = Field(default="", alias="as")
+
+
+class SeriesFilter(_Strict):
+    is_: str | None = Field(default=None, alias="is")
+    is_not: str | None = Field(default=None, alias="isNot")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> SeriesFilter:
+        if (self.is_ is None) == (self.is_not is None):
+            raise ValueError("exactly one of 'is' and 'isNot' must be set")
+        return self
+
+
+class DiscoveryRule(_Strict):
+    series_query: str = Field(alias="seriesQuery")
+    series_filters: list[SeriesFilter] = Field(default_factory=list, alias="seriesFilters")
+    resources: ResourceMapping = Field(default_factory=ResourceMapping)
+    name: NameMapping = Field(default_factory=NameMapping)
+    metrics_query: str = Field(alias="metricsQuery")
+    # our extensions (all optional)
+    missing_data: Literal["error", "zero", "lastKnown"] | None = Field(default=None, alias="missingData")
+    max_age: str | None = Field(default=None, alias="maxAge")
+    cache_ttl: str | None = Field(default=None, alias="cacheTTL")
+
+    @field_validator("max_age", "cache_ttl")
+    @classmethod
+    def _duration(cls, v: str | None) -> str | None:
+        if v is not None:
+            from adapter.settings import parse_duration  # noqa: PLC0415 - avoid a cycle at import time
+
+            try:
+                parse_duration(v, "duration")
+            except ConfigError as e:
+                raise ValueError(f"invalid duration {v!r} (use e.g. 30s, 2m)") from e
+        return v
+
+    @field_validator("series_query", "metrics_query")
+    @classmethod
+    def _required(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("must not be empty")
+        return v
+
+
+class RulesFile(_Strict):
+    rules: list[DiscoveryRule] = Field(default_factory=list)
+    external_rules: list[DiscoveryRule] = Field(default_factory=list, alias="externalRules")
+    resource_rules: dict[str, Any] | None = Field(default=None, alias="resourceRules")
+    presets: list[str] = Field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class SourcedRule:
+    """A rule and where it came from, for error messages and ``explain``."""
+
+    rule: DiscoveryRule
+    source: str  # file path or "preset:<name>"
+    list_name: str  # "rules" or "externalRules"
+    index: int
+
+    @property
+    def where(self) -> str:
+        return f"{self.source}: {self.list_name}[{self.index}]"
+
+
+@dataclass(frozen=True)
+class LoadedRules:
+    rules: tuple[SourcedRule, ...]
+    external_rules: tuple[SourcedRule, ...]
+    presets: tuple[str, ...]
+
+
+_ALIASES = {"series_query": "seriesQuery", "series_filters": "seriesFilters", "metrics_query": "metricsQuery",
+            "external_rules": "externalRules", "resource_rules": "resourceRules", "as_": "as", "is_": "is",
+            "is_not": "isNot", "missing_data": "missingData", "max_age": "maxAge", "cache_ttl": "cacheTTL"}
+
+
+def _loc(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            name = _ALIASES.get(part, part)
+            out += ("." if out else "") + name
+    return out
+
+
+def parse_rules_text(text: str, source: str) -> RulesFile:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{source}: not valid YAML: {e}") from e
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping with 'rules' and/or 'externalRules'")
+    try:
+        return RulesFile.model_validate(data)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = _loc(tuple(first["loc"]))
+        msg = first["msg"]
+        if first["type"] == "extra_forbidden":
+            msg = "unknown field"
+        more = f" (and {e.error_count() - 1} more errors)" if e.error_count() > 1 else ""
+        raise ConfigError(f"{source}: {where}: {msg}{more}") from e
+
+
+def available_presets() -> list[str]:
+    files = resources.files(PRESET_PACKAGE)
+    return sorted(p.name[:-5] for p in files.iterdir() if p.name.endswith(".yaml"))
+
+
+def preset_text(name: str) -> str:
+    if name not in available_presets():
+        raise ConfigError(f"unknown preset {name!r} (available: {', '.join(available_presets()) or 'none'})")
+    return (resources.files(PRESET_PACKAGE) / f"{name}.yaml").read_text(encoding="utf-8")
+
+
+def load_rules(config: Path | None, presets: tuple[str, ...] = ()) -> LoadedRules:
+    """Load the user's file (if any) and every preset it or the flags name, strictly."""
+    rules: list[SourcedRule] = []
+    external: list[SourcedRule] = []
+    wanted: list[str] = []
+    if config is not None:
+        try:
+            text = config.read_text(encoding="utf-8")
+        except OSError as e:
+            raise ConfigError(f"{config}: cannot read: {e.strerror}") from e
+        rf = parse_rules_text(text, str(config))
+        if rf.resource_rules is not None:
+            log.warning("%s: resourceRules (metrics.k8s.io) are not served by this adapter and are ignored",
+                        config)
+        rules += [SourcedRule(r, str(config), "rules", i) for i, r in enumerate(rf.rules)]
+        external += [SourcedRule(r, str(config), "externalRules", i) for i, r in enumerate(rf.external_rules)]
+        wanted += rf.presets
+    wanted += list(presets)
+    seen: list[str] = []
+    for name in wanted:
+        if name in seen:
+            continue
+        seen.append(name)
+        source = f"preset:{name}"
+        pf = parse_rules_text(preset_text(name), source)
+        rules += [SourcedRule(r, source, "rules", i) for i, r in enumerate(pf.rules)]
+        external += [SourcedRule(r, source, "externalRules", i) for i, r in enumerate(pf.external_rules)]
+    return LoadedRules(tuple(rules), tuple(external), tuple(seen))

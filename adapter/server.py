@@ -1,0 +1,140 @@
+"""Building and running the server from Settings: rules -> backends -> providers -> app -> uvicorn."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import uvicorn
+from prometheus_client import CollectorRegistry
+from starlette.types import ASGIApp
+
+from adapter import certs
+from adapter.api.routes import Handlers
+from adapter.app import create_app
+from adapter.backends.prometheus import PrometheusBackend, PrometheusConfig
+from adapter.cache import LastKnownStore
+from adapter.errors import ConfigError
+from adapter.naming.query import MetricNamer, RuleError
+from adapter.naming.resources import StaticResourceMapper
+from adapter.observability import Metrics
+from adapter.ports import ObjectResolver, ResourceMapper
+from adapter.provider.custom import CustomMetricsProvider, policies
+from adapter.provider.discovery import Relister
+from adapter.provider.external import ExternalMetricsProvider
+from adapter.provider.objects import KsmObjectResolver
+from adapter.provider.registry import SeriesIndex
+from adapter.provider.runner import QueryRunner
+from adapter.provider.values import Freshness, Policy
+from adapter.rules import LoadedRules, load_rules
+from adapter.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Built:
+    app: ASGIApp
+    relister: Relister
+    backend: PrometheusBackend
+    runner: QueryRunner
+    metrics: Metrics
+    rules: LoadedRules
+    custom: CustomMetricsProvider
+    external: ExternalMetricsProvider | None
+
+
+def compile_rules(rules: LoadedRules, mapper: ResourceMapper) -> tuple[list[MetricNamer], list[MetricNamer]]:
+    try:
+        custom = [MetricNamer.compile(r, mapper) for r in rules.rules]
+        external = [MetricNamer.compile(r, mapper) for r in rules.external_rules]
+    except RuleError as e:
+        raise ConfigError(str(e)) from e
+    return custom, external
+
+
+def cluster_mode(st: Settings) -> bool:
+    return st.lister_kubeconfig is not None or bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
+
+
+def build(st: Settings, *, registry: CollectorRegistry | None = None,
+          mapper: ResourceMapper | None = None, resolver: ObjectResolver | None = None) -> Built:
+    rules = load_rules(st.config, st.presets)
+    if not rules.rules and not rules.external_rules:
+        raise ConfigError(f"{st.config or 'presets'}: no rules and no externalRules: nothing to serve")
+    mapper = mapper or StaticResourceMapper()
+    custom_namers, external_namers = compile_rules(rules, mapper)
+    metrics = Metrics(registry or CollectorRegistry())
+
+    def on_call(endpoint: str, outcome: str, seconds: float) -> None:
+        metrics.observe_query(endpoint, seconds, None if outcome == "success" else outcome)
+
+    backend = PrometheusBackend(PrometheusConfig(
+        url=st.prometheus_url, verb=st.prometheus_verb, headers=st.prometheus_headers,
+        token_file=st.prometheus_token_file, ca_file=st.prometheus_ca_file,
+        client_cert=st.prometheus_client_tls_cert_file, client_key=st.prometheus_client_tls_key_file,
+        timeout=min(st.prometheus_timeout, st.request_timeout), max_concurrency=st.prometheus_max_concurrency,
+    ), on_call=on_call)
+    runner = QueryRunner(backend.query, ttl=st.cache_ttl, max_entries=st.cache_max_entries,
+                         on_event=metrics.cache_observer("query"))
+
+    def on_relist(seconds: float, index: SeriesIndex) -> None:
+        metrics.observe_relist(seconds, series=index.series_count,
+                               metrics={"custom": len(index.custom), "external": len(index.external)})
+
+    relister = Relister(custom_namers, external_namers, backend.series, st.metrics_relist_interval,
+                        st.series_max_age, on_relist=on_relist)
+    freshness = Freshness(LastKnownStore(max_entries=st.cache_max_entries), st.max_value_age, time.time,
+                          metrics.observe_value_age)
+    policy_for = policies(Policy(missing=st.missing_data, max_age=st.max_value_age))
+    resolver = resolver or KsmObjectResolver(runner)
+    custom = CustomMetricsProvider(relister, mapper, resolver, runner, freshness, policy_for)
+    external = ExternalMetricsProvider(relister, runner, freshness, policy_for) if external_namers else None
+    handlers = Handlers(custom, external, st.request_timeout)
+
+    def readiness() -> tuple[bool, str]:
+        return relister.ready, relister.last_error or "no successful series discovery yet"
+
+    app = create_app(handlers, readiness, metrics, external_enabled=external is not None)
+    return Built(app, relister, backend, runner, metrics, rules, custom, external)
+
+
+def serving_cert(st: Settings) -> tuple[Path, Path]:
+    if st.tls_cert_file and st.tls_private_key_file:
+        return st.tls_cert_file, st.tls_private_key_file
+    hosts = ("localhost", st.bind_address) if st.bind_address not in ("0.0.0.0", "::", "") else ("localhost",)  # noqa: S104
+    cert, key = certs.ensure_self_signed(st.cert_dir, hosts)
+    log.warning("no --tls-cert-file given: serving a self-signed certificate", extra={"cert": str(cert)})
+    return cert, key
+
+
+async def run(st: Settings) -> None:
+    if cluster_mode(st):
+        raise ConfigError("a Kubernetes API was configured (--lister-kubeconfig or in-cluster), but this build "
+                          "does not resolve objects from Kubernetes yet; run without it")
+    log.info("running without a Kubernetes cluster: objects are resolved from Prometheus labels "
+             "(kube-state-metrics kube_pod_labels for pod label selectors)")
+    if st.authorization_mode != "AlwaysAllow":
+        raise ConfigError("--authorization-mode Delegated needs a Kubernetes API for SubjectAccessReview: pass "
+                          "--lister-kubeconfig (or run in a pod), or --authorization-mode AlwaysAllow for local use")
+    log.warning("--authorization-mode AlwaysAllow: every request is served without authorization; "
+                "for local use only")
+    built = build(st)
+    cert, key = serving_cert(st)
+    config = uvicorn.Config(built.app, host=st.bind_address, port=st.secure_port, ssl_certfile=str(cert),
+                            ssl_keyfile=str(key), log_config=None, access_log=False, lifespan="off",
+                            timeout_graceful_shutdown=5, server_header=False)
+    server = uvicorn.Server(config)
+    relist_task = asyncio.create_task(built.relister.run(), name="relist")
+    try:
+        await server.serve()
+    finally:
+        relist_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await relist_task
+        built.backend.close()
