@@ -5,10 +5,11 @@ Kept at the bottom layer so backends can implement them without importing the pr
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
-from adapter.model import GroupResource, ResourceInfo, Selector
+from adapter.model import Identity, ResourceInfo, Selector
 
 
 class ResourceMapper(Protocol):
@@ -37,3 +38,51 @@ class ObjectResolver(Protocol):
     async def exists(self, info: ResourceInfo, namespace: str, name: str) -> bool | None:
         """True/False when known; None when this resolver cannot tell."""
         ...
+
+
+# --- delegated authentication / authorization (implemented in adapter.backends.kubernetes) -------------
+
+
+@dataclass(frozen=True, slots=True)
+class AccessDecision:
+    """``SubjectAccessReview.status`` as the webhook authorizer reads it."""
+
+    allowed: bool
+    denied: bool = False
+    reason: str = ""
+    evaluation_error: str = ""
+
+
+class TokenReviews(Protocol):
+    """``authentication.k8s.io/v1`` TokenReview against the authentication kubeconfig's cluster."""
+
+    async def review_token(self, token: str) -> Identity | None:
+        """The token's user, or None when the API answers ``authenticated: false``.
+
+        Raise ``adapter.errors.Unavailable`` when the review itself fails. Never log the token.
+        """
+        ...
+
+
+class AccessReviews(Protocol):
+    """``authorization.k8s.io/v1`` SubjectAccessReview against the authorization kubeconfig's cluster."""
+
+    async def review_access(self, spec: Mapping[str, object]) -> AccessDecision:
+        """Send ``{"kind": "SubjectAccessReview", ..., "spec": spec}``; raise ``Unavailable`` on failure."""
+        ...
+
+
+class AuthenticationConfig(Protocol):
+    """``kube-system/extension-apiserver-authentication``, kept current (watch) by the implementation."""
+
+    async def authentication_config(self) -> Mapping[str, str | tuple[str, ...]] | None:
+        """The ConfigMap's data with JSON-array values decoded to tuples; None when it does not exist.
+
+        Returns the same mapping object until the ConfigMap changes (callers may compare with ``is``).
+        Raise ``Unavailable`` when it cannot be read.
+        """
+        ...
+
+
+class KubeAuth(TokenReviews, AccessReviews, AuthenticationConfig, Protocol):
+    """Everything delegated authn/authz needs from the cluster (what ``build_security`` takes)."""

@@ -127,11 +127,13 @@ class Store:
             return items, self._rv
 
     def compact(self) -> None:
-        """Forget history: any watch from an older resourceVersion now gets 410 Gone."""
+        """Forget history: every open watch, and any watch from an older resourceVersion, gets 410 Gone."""
         with self._lock:
+            self._rv += 1
             self._compacted = self._rv
             for col in self._cols.values():
                 col.history.clear()
+        self._wake()
 
     def events_since(self, group: str, plural: str, rv: int) -> list[Event] | None:
         """Events after ``rv``; None when ``rv`` is too old (compacted)."""

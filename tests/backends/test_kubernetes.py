@@ -1,0 +1,237 @@
+"""The Kubernetes backend through the real ``kubernetes`` client against the fake API over HTTPS."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from adapter.backends.kube_informer import collection_path
+from adapter.backends.kubernetes import KubeClients, connect, decode_auth_configmap
+from adapter.errors import ConfigError, NotFound, Unavailable
+from adapter.model import GroupResource, Identity, Requirement, ResourceInfo, Selector
+from tests.fakekube import FakeKube
+
+PODS = ResourceInfo(GroupResource("", "pods"), "Pod", "pod", "v1", True)
+NODES = ResourceInfo(GroupResource("", "nodes"), "Node", "node", "v1", False)
+
+
+def wait_until(pred: Callable[[], bool], timeout: float = 5.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
+def sel(**labels: str) -> Selector:
+    return Selector(tuple(Requirement(k, "=", (v,)) for k, v in labels.items()))
+
+
+@pytest.fixture
+def fk(tmp_path: Path) -> Iterator[FakeKube]:
+    with FakeKube(tmp_path / "kube") as fake:
+        yield fake
+
+
+@pytest.fixture
+def kube(fk: FakeKube) -> Iterator[KubeClients]:
+    clients = connect(fk.kubeconfig)
+    assert clients is not None
+    try:
+        yield clients
+    finally:
+        clients.close()
+
+
+def names(kube: KubeClients, info: ResourceInfo, ns: str, selector: Selector) -> list[str]:
+    got = asyncio.run(kube.objects.names(info, ns, selector))
+    assert got is not None
+    return list(got)
+
+
+def test_no_cluster_without_kubeconfig(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    assert connect(None) is None
+
+
+def test_bad_kubeconfig_is_a_config_error(tmp_path: Path) -> None:
+    bad = tmp_path / "kc"
+    bad.write_text("{not yaml: [")
+    with pytest.raises(ConfigError):
+        connect(bad)
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("pods", ("", "pods", "pod", "Pod", "v1", True)),
+    ("pod", ("", "pods", "pod", "Pod", "v1", True)),
+    ("Pods", ("", "pods", "pod", "Pod", "v1", True)),
+    ("deployments.apps", ("apps", "deployments", "deployment", "Deployment", "v1", True)),
+    ("deployment.apps", ("apps", "deployments", "deployment", "Deployment", "v1", True)),
+    ("deployments", ("apps", "deployments", "deployment", "Deployment", "v1", True)),
+    ("job", ("batch", "jobs", "job", "Job", "v1", True)),  # singular derived from the kind
+    ("nodes", ("", "nodes", "node", "Node", "v1", False)),
+    ("pods.metrics.k8s.io", ("metrics.k8s.io", "pods", "podmetrics", "PodMetrics", "v1beta1", True)),
+])
+def test_mapper_spellings(kube: KubeClients, text: str, expected: tuple[object, ...]) -> None:
+    kube.mapper.refresh_now()
+    info = kube.mapper.resolve(text)
+    got = (info.group_resource.group, info.group_resource.resource, info.singular, info.kind, info.version,
+           info.namespaced)
+    assert got == expected
+
+
+@pytest.mark.parametrize("text", ["widgets", "pods/status", "status", "deployments.batch", ""])
+def test_mapper_unknown(kube: KubeClients, text: str) -> None:
+    kube.mapper.refresh_now()
+    with pytest.raises(NotFound):
+        kube.mapper.resolve(text)
+
+
+def test_mapper_label_resource(kube: KubeClients, fk: FakeKube) -> None:
+    kube.mapper.start()
+    info = kube.mapper.resolve_label_resource("apps", "deployment")
+    assert info is not None and str(info.group_resource) == "deployments.apps"
+    assert kube.mapper.resolve_label_resource("", "pod") == kube.mapper.resolve("pods")
+    assert kube.mapper.resolve_label_resource("apps", "widget") is None
+    calls = len(fk.state.requests)
+    for _ in range(100):
+        kube.mapper.resolve("pods")
+    assert len(fk.state.requests) == calls  # resolve never does I/O
+
+
+def test_collection_paths() -> None:
+    deploy = ResourceInfo(GroupResource("apps", "deployments"), "Deployment", "deployment", "v1", True)
+    assert collection_path(PODS, "ns1") == "/api/v1/namespaces/ns1/pods"
+    assert collection_path(PODS, "") == "/api/v1/pods"
+    assert collection_path(NODES, "ns1") == "/api/v1/nodes"
+    assert collection_path(deploy, "ns1") == "/apis/apps/v1/namespaces/ns1/deployments"
+
+
+def test_watch_cache_add_relabel_delete(kube: KubeClients, fk: FakeKube) -> None:
+    fk.add_pod("ns1", "a1", {"app": "a"})
+    fk.add_pod("ns1", "b1", {"app": "b"})
+    fk.add_pod("ns2", "a2", {"app": "a"})
+    assert names(kube, PODS, "ns1", sel(app="a")) == ["a1"]
+    assert names(kube, PODS, "ns1", Selector()) == ["a1", "b1"]
+    fk.add_pod("ns1", "a3", {"app": "a"})
+    wait_until(lambda: names(kube, PODS, "ns1", sel(app="a")) == ["a1", "a3"], what="ADDED")
+    fk.relabel_pod("ns1", "b1", {"app": "a"})
+    wait_until(lambda: names(kube, PODS, "ns1", sel(app="a")) == ["a1", "a3", "b1"], what="MODIFIED")
+    fk.delete_pod("ns1", "a1")
+    wait_until(lambda: names(kube, PODS, "ns1", sel(app="a")) == ["a3", "b1"], what="DELETED")
+    assert asyncio.run(kube.objects.exists(PODS, "ns1", "b1")) is True
+    assert asyncio.run(kube.objects.exists(PODS, "ns1", "a1")) is False
+    assert len(fk.list_calls("/api/v1/namespaces/ns1/pods")) == 1
+    assert fk.list_calls("/api/v1/namespaces/ns2/pods") == []  # started lazily, per namespace
+
+
+def test_thousand_resolutions_cost_no_api_calls(kube: KubeClients, fk: FakeKube) -> None:
+    for i in range(50):
+        fk.add_pod("ns1", f"p{i}", {"app": "a" if i % 2 else "b"})
+    assert len(names(kube, PODS, "ns1", sel(app="a"))) == 25
+    wait_until(lambda: len(fk.watch_calls("/api/v1/namespaces/ns1/pods")) == 1, what="watch")
+    before = len(fk.state.requests)
+
+    async def many() -> None:
+        for _ in range(1000):
+            got = await kube.objects.names(PODS, "ns1", sel(app="a"))
+            assert got is not None and len(got) == 25
+
+    asyncio.run(many())
+    assert len(fk.state.requests) == before
+    assert len(fk.list_calls("/api/v1/namespaces/ns1/pods")) == 1
+
+
+def test_watch_dropped_resumes_without_relist(kube: KubeClients, fk: FakeKube) -> None:
+    fk.add_pod("ns1", "a1", {"app": "a"})
+    assert names(kube, PODS, "ns1", sel(app="a")) == ["a1"]
+    path = "/api/v1/namespaces/ns1/pods"
+    wait_until(lambda: len(fk.watch_calls(path)) == 1, what="first watch")
+    fk.state.drop_watches()
+    wait_until(lambda: len(fk.watch_calls(path)) == 2, what="re-watch")
+    fk.add_pod("ns1", "a2", {"app": "a"})
+    wait_until(lambda: names(kube, PODS, "ns1", sel(app="a")) == ["a1", "a2"], what="event after re-watch")
+    second = fk.watch_calls(path)[1]
+    assert int(second.query["resourceVersion"][0]) >= 101  # resumed from the last resourceVersion
+    assert len(fk.list_calls(path)) == 1
+
+
+def test_gone_410_relists(kube: KubeClients, fk: FakeKube) -> None:
+    fk.add_pod("ns1", "a1", {"app": "a"})
+    assert names(kube, PODS, "ns1", sel(app="a")) == ["a1"]
+    path = "/api/v1/namespaces/ns1/pods"
+    wait_until(lambda: len(fk.watch_calls(path)) == 1, what="first watch")
+    fk.add_pod("ns1", "a2", {"app": "a"})
+    wait_until(lambda: names(kube, PODS, "ns1", sel(app="a")) == ["a1", "a2"], what="a2")
+    fk.store.compact()  # history gone: resuming from our resourceVersion now gets 410
+    fk.store.bump()
+    fk.state.drop_watches()
+    wait_until(lambda: len(fk.list_calls(path)) == 2, what="relist after 410")
+    fk.delete_pod("ns1", "a1")
+    wait_until(lambda: names(kube, PODS, "ns1", sel(app="a")) == ["a2"], what="events after relist")
+
+
+def test_cluster_scoped_and_unlistable(kube: KubeClients, fk: FakeKube) -> None:
+    fk.store.put("", "nodes", {"metadata": {"name": "n1", "labels": {"gpu": "a100"}}})
+    fk.store.put("", "nodes", {"metadata": {"name": "n2", "labels": {}}})
+    assert names(kube, NODES, "ignored", sel(gpu="a100")) == ["n1"]
+    widgets = ResourceInfo(GroupResource("example.com", "widgets"), "Widget", "widget", "v1", True)
+    with pytest.raises(Unavailable, match=r"cannot list widgets\.example\.com"):
+        names(kube, widgets, "ns1", Selector())
+
+
+def test_token_and_access_reviews(kube: KubeClients, fk: FakeKube) -> None:
+    fk.state.users["good"] = {"username": "alice", "uid": "u1", "groups": ["dev"],
+                              "extra": {"scopes": ["a", "b"]}}
+    who = asyncio.run(kube.auth.review_token("good"))
+    assert who == Identity("alice", ("dev",), "u1", {"scopes": ("a", "b")})
+    assert asyncio.run(kube.auth.review_token("bad")) is None
+    fk.state.sar_rule = lambda spec: (spec.get("user") == "alice", spec.get("user") == "mallory", "rbac says")
+    spec = {"nonResourceAttributes": {"path": "/x", "verb": "get"}, "user": "alice"}
+    decision = asyncio.run(kube.auth.review_access(spec))
+    assert (decision.allowed, decision.denied, decision.reason) == (True, False, "rbac says")
+    sent = fk.state.recorded("POST", "/apis/authorization.k8s.io/v1/subjectaccessreviews")[-1].body
+    assert sent == {"kind": "SubjectAccessReview", "apiVersion": "authorization.k8s.io/v1", "metadata": {},
+                    "spec": spec, "status": {"allowed": False}}
+    denied = asyncio.run(kube.auth.review_access({**spec, "user": "mallory"}))
+    assert (denied.allowed, denied.denied) == (False, True)
+
+
+def test_review_failures_become_unavailable(kube: KubeClients, fk: FakeKube) -> None:
+    fk.state.fail_status["/apis/authorization.k8s.io/v1/subjectaccessreviews"] = 500
+    with pytest.raises(Unavailable, match="500"):
+        asyncio.run(kube.auth.review_access({"user": "x"}))
+    assert len(fk.state.sars()) == 3  # bounded retry
+
+
+def test_unauthorized_client_is_unavailable(tmp_path: Path, fk: FakeKube) -> None:
+    kc = fk.write_kubeconfig(tmp_path / "wrong", "wrong-token")
+    clients = connect(kc)
+    assert clients is not None
+    try:
+        with pytest.raises(Unavailable, match="401"):
+            clients.mapper.refresh_now()
+    finally:
+        clients.close()
+
+
+def test_auth_configmap_read_and_reread(kube: KubeClients, fk: FakeKube) -> None:
+    assert asyncio.run(kube.auth.authentication_config()) is None
+    assert kube.auth.config.read_extension_apiserver_authentication() is None
+    fk.set_auth_configmap({"client-ca-file": "PEM1", "requestheader-allowed-names": '["front-proxy-client"]',
+                           "requestheader-username-headers": '["X-Remote-User"]',
+                           "requestheader-extra-headers-prefix": "[]"})
+    expected = {"client-ca-file": "PEM1", "requestheader-allowed-names": ("front-proxy-client",),
+                "requestheader-username-headers": ("X-Remote-User",), "requestheader-extra-headers-prefix": ()}
+    wait_until(lambda: asyncio.run(kube.auth.authentication_config()) == expected, what="configmap")
+    first = asyncio.run(kube.auth.authentication_config())
+    assert asyncio.run(kube.auth.authentication_config()) is first  # same object until it changes
+    assert kube.auth.config.read_extension_apiserver_authentication() == expected
+    fk.set_auth_configmap({"client-ca-file": "PEM2"})
+    wait_until(lambda: asyncio.run(kube.auth.authentication_config()) == {"client-ca-file": "PEM2"},
+               what="configmap change")
+    assert decode_auth_configmap({"requestheader-group-headers": "not json"}) == {}
