@@ -1,0 +1,78 @@
+import json
+
+import pytest
+
+from adapter.api import wire
+from adapter.api.discovery import custom_resource_list, external_resource_list
+from adapter.model import CustomMetricInfo, CustomValue, ExternalValue, GroupResource, ObjectRef
+from adapter.naming.selectors import parse_selector
+
+
+@pytest.mark.parametrize(("value", "text"), [
+    (1.5, "1500m"), (2.0, "2"), (0.25, "250m"), (0.033, "33m"), (86, "86"), (120, "120"), (1500, "1500"),
+    (2000, "2k"), (1.2e7, "12M"), (1e15, "1P"), (-1.5, "-1500m"), (0.0005, "0"), (1.005, "1005m"), (0, "0"),
+    (33.3, "33300m"), (9.2e15, "9200T"),
+])
+def test_quantity(value: float, text: str) -> None:
+    assert wire.quantity(value) == text
+
+
+@pytest.mark.parametrize(("milli", "text"), [(1080, "1080m"), (80, "80m"), (10**12, "1G"), (3 * 10**6, "3k"),
+                                             (1234567, "1234567m"), (5000, "5")])
+def test_canonical_from_upstream_table(milli: int, text: str) -> None:
+    assert wire.milli_to_quantity(milli) == text
+
+
+def test_timestamp_is_rfc3339_utc_whole_seconds() -> None:
+    assert wire.rfc3339(1724235330.999) == "2024-08-21T10:15:30Z"
+
+
+POD = ObjectRef("Pod", "llm-0", "/v1", "ns1")
+
+
+def test_v1beta1_item_shape_and_order() -> None:
+    doc = wire.custom_list("v1beta1", [CustomValue(POD, "gpu_util", 1724235330, 87.5)])
+    assert wire.dumps(doc) == (
+        b'{"kind":"MetricValueList","apiVersion":"custom.metrics.k8s.io/v1beta1","metadata":{},"items":['
+        b'{"describedObject":{"kind":"Pod","namespace":"ns1","name":"llm-0","apiVersion":"/v1"},'
+        b'"metricName":"gpu_util","timestamp":"2024-08-21T10:15:30Z","value":"87500m","selector":null}]}')
+
+
+def test_v1beta2_item_with_selector_and_window() -> None:
+    v = CustomValue(POD, "gpu_util", 1724235330, 87.5, parse_selector("gpu_model=H100"), 60)
+    doc = wire.custom_list("v1beta2", [v])
+    assert wire.dumps(doc) == (
+        b'{"kind":"MetricValueList","apiVersion":"custom.metrics.k8s.io/v1beta2","metadata":{},"items":['
+        b'{"describedObject":{"kind":"Pod","namespace":"ns1","name":"llm-0","apiVersion":"/v1"},'
+        b'"metric":{"name":"gpu_util","selector":{"matchLabels":{"gpu_model":"H100"}}},'
+        b'"timestamp":"2024-08-21T10:15:30Z","windowSeconds":60,"value":"87500m"}]}')
+
+
+def test_namespace_object_has_no_namespace_key_and_empty_list_is_array() -> None:
+    ns = ObjectRef("Namespace", "default", "/v1")
+    doc = wire.custom_list("v1beta1", [CustomValue(ns, "m", 0, 0)])
+    assert json.loads(wire.dumps(doc))["items"][0]["describedObject"] == {
+        "kind": "Namespace", "name": "default", "apiVersion": "/v1"}
+    assert json.loads(wire.dumps(wire.custom_list("v1beta2", [])))["items"] == []
+
+
+def test_external_shape() -> None:
+    doc = wire.external_list([ExternalValue("q", {"model_name": "llama"}, 1724235330, 12)])
+    assert wire.dumps(doc) == (
+        b'{"kind":"ExternalMetricValueList","apiVersion":"external.metrics.k8s.io/v1beta1","metadata":{},'
+        b'"items":[{"metricName":"q","metricLabels":{"model_name":"llama"},"timestamp":"2024-08-21T10:15:30Z",'
+        b'"value":"12"}]}')
+
+
+def test_go_html_escaping() -> None:
+    assert wire.dumps({"a": "<&>"}) == b'{"a":"\\u003c\\u0026\\u003e"}'
+
+
+def test_discovery_never_empty_and_scopes_consistent() -> None:
+    assert custom_resource_list("v1beta2", [])["resources"] == [
+        {"name": "custommetrics", "singularName": "", "namespaced": True, "kind": "MetricValueList",
+         "verbs": ["get"]}]
+    assert external_resource_list([])["resources"][0]["name"] == "externalmetrics"
+    svc = GroupResource("", "services")
+    doc = custom_resource_list("v1beta2", [CustomMetricInfo(svc, True, "a"), CustomMetricInfo(svc, False, "b")])
+    assert [r["name"] for r in doc["resources"]] == ["services/a"]  # type: ignore[index]

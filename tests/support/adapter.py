@@ -1,0 +1,58 @@
+"""Start the real ``accel-adapter serve`` process over HTTPS on 127.0.0.1 and talk to it."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import ssl
+import subprocess
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.support.procs import free_port, python_module, running, wait_http
+
+
+@dataclass
+class Adapter:
+    url: str
+    log: Path
+    proc: subprocess.Popen[bytes]
+
+    def get(self, path: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, object], str]:
+        """(status, parsed JSON or {}, content type) without raising on 4xx/5xx."""
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        req = urllib.request.Request(self.url + path, headers=headers or {})  # noqa: S310 - loopback only
+        try:
+            with urllib.request.urlopen(req, timeout=60, context=ctx) as r:  # noqa: S310
+                body, status, ctype = r.read(), r.status, r.headers.get("Content-Type", "")
+        except urllib.error.HTTPError as e:
+            body, status, ctype = e.read(), e.code, e.headers.get("Content-Type", "")
+        try:
+            doc = json.loads(body) if body else {}
+        except json.JSONDecodeError:
+            doc = {"_text": body.decode()}
+        return status, doc, ctype
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@contextlib.contextmanager
+def adapter(tmp: Path, prometheus_url: str, *args: str, ready: bool = True) -> Iterator[Adapter]:
+    port = free_port()
+    log = tmp / f"adapter-{port}.log"
+    cmd = python_module("adapter", "serve", "--prometheus-url", prometheus_url, "--secure-port", str(port),
+                        "--bind-address", "127.0.0.1", "--cert-dir", str(tmp / "certs"),
+                        "--authorization-mode", "AlwaysAllow", "--metrics-relist-interval", "1s", *args)
+    with running(cmd, log) as proc:
+        url = f"https://127.0.0.1:{port}"
+        try:
+            wait_http(f"{url}/readyz" if ready else f"{url}/livez", timeout=60, proc=proc)
+        except RuntimeError as e:
+            raise RuntimeError(f"{e}\n--- adapter log ---\n{log.read_text(errors='replace')[-3000:]}") from e
+        yield Adapter(url, log, proc)
