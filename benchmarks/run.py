@@ -118,16 +118,18 @@ def _util_first(names: list[str]) -> list[str]:
     return sorted(names, key=lambda n: (0 if "GPU_UTIL" in n.upper() or "utilization" in n.lower() else 1, n))
 
 
-def preset_template(series: str) -> str:
-    """The nvidia-dcgm preset's metricsQuery for ``series`` if it can be found, else the default."""
+def rules_template(series: str) -> str:
+    """The adapter's metricsQuery for ``series`` (from the preset or the fallback rules), else the default."""
     try:
+        import re
+
         import yaml
 
-        from adapter import rules
-
-        doc = yaml.safe_load(rules.preset_text("nvidia-dcgm"))
+        doc = yaml.safe_load(stack.rules_text())
         for rule in doc.get("rules", []):
-            if series in str(rule.get("seriesQuery", "")):
+            sq = str(rule.get("seriesQuery", ""))
+            m = re.search(r'__name__=~"([^"]+)"', sq)
+            if series in sq or (m and re.match(m.group(1), series)):
                 return str(rule.get("metricsQuery") or DEFAULT_TEMPLATE)
     except Exception:
         pass
@@ -338,6 +340,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="a few seconds per scenario (smoke test)")
+    ap.add_argument("--seconds", type=float, help="override the duration of each closed/open/big scenario")
     ap.add_argument("--targets", default="cached,nocache,direct", help="comma-separated subset")
     ap.add_argument("--client", choices=["raw", "httpx"], default="raw", help="load-generator HTTP client")
     ap.add_argument("--client-procs", type=int, default=1, help="load-generator processes")
@@ -349,6 +352,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workdir", type=Path, help="keep logs here (default: a temporary directory)")
     args = ap.parse_args(argv)
     profile = QUICK if args.quick else FULL
+    if args.seconds:
+        secs = min(max(args.seconds, 0.5), 600.0)
+        profile = Profile(closed_s=secs, open_s=secs, big_s=secs, burst_rounds=profile.burst_rounds,
+                          burst_gap=profile.burst_gap, warmup_s=min(profile.warmup_s, secs))
     targets = [t.strip() for t in args.targets.split(",") if t.strip()]
     unknown = set(targets) - {"cached", "nocache", "direct"}
     if unknown:
@@ -389,7 +396,7 @@ def run_all(args: argparse.Namespace, profile: Profile, targets: list[str], tmp:
                       f"{n_pods} + {len(big.pods) if big else 0} pods, series {series}", flush=True)
                 for target in targets:
                     if target == "direct":
-                        templates = {s: preset_template(s) for s in series}
+                        templates = {s: rules_template(s) for s in series}
 
                         def dpath(s: str, h: Hpa, t: dict[str, str] = templates) -> str:
                             return direct_path(direct_promql(t[s], s, h))

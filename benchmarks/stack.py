@@ -24,6 +24,8 @@ from pathlib import Path
 from tests.support.procs import free_port, require_binary, running, wait_http
 
 BIG_PREFIX = "big-"
+PRESET = "nvidia-dcgm"
+FALLBACK_RULES = Path(__file__).with_name("rules-dcgm.yaml")
 
 
 class StackError(RuntimeError):
@@ -166,6 +168,28 @@ def prom_handler_counts(url: str) -> dict[str, float]:
 
 # -- adapter -----------------------------------------------------------------------------------
 
+def preset_available() -> bool:
+    try:
+        from adapter import rules
+
+        return PRESET in rules.available_presets()
+    except Exception:
+        return False
+
+
+def rules_args() -> list[str]:
+    """``--preset nvidia-dcgm`` when it exists, else our fallback rules file."""
+    return ["--preset", PRESET] if preset_available() else ["--config", str(FALLBACK_RULES)]
+
+
+def rules_text() -> str:
+    if preset_available():
+        from adapter import rules
+
+        return rules.preset_text(PRESET)
+    return FALLBACK_RULES.read_text()
+
+
 def adapter_available() -> str | None:
     """None when ``python -m adapter serve`` exists, else the reason it cannot run."""
     if importlib.util.find_spec("adapter.__main__") is None:
@@ -186,7 +210,7 @@ def adapter(tmp: Path, name: str, prom_url: str, cache_ttl: str, extra: tuple[st
     port = free_port()
     certs = tmp / f"{name}-certs"
     certs.mkdir(exist_ok=True)
-    args = [sys.executable, "-m", "adapter", "serve", "--preset", "nvidia-dcgm",
+    args = [sys.executable, "-m", "adapter", "serve", *rules_args(),
             "--prometheus-url", prom_url, "--secure-port", str(port), "--bind-address", "127.0.0.1",
             "--cert-dir", str(certs), "--authorization-mode", "AlwaysAllow",
             "--metrics-relist-interval", "5s", "--cache-ttl", cache_ttl, "--log-level", "warning", *extra]

@@ -1,0 +1,44 @@
+"""The benchmark harness runs end to end against the real stack (simulator, Prometheus, adapter).
+
+A few seconds of load on a small fleet; checks that the table has every (scenario, target) row
+and that requests were answered. No timing assertions: machines are noisy.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmarks import stack
+
+SCENARIOS = ("burst", "closed", "open", "big")
+TARGETS = ("cached", "nocache", "direct")
+
+
+def test_bench_quick_has_all_rows(tmp_path: Path) -> None:
+    if shutil.which("prometheus") is None:
+        pytest.skip("prometheus binary not installed (apt-get install prometheus)")
+    reason = stack.adapter_available()
+    if reason:
+        pytest.skip(f"adapter not runnable yet: {reason}")
+    out = tmp_path / "rows.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.run", "--quick", "--seconds", "1", "--namespaces", "5",
+         "--pods-per-namespace", "40", "--big-pods", "200", "--json", str(out), "--workdir", str(tmp_path / "w")],
+        capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    rows = json.loads(out.read_text())
+    got = {(r["scenario"], r["target"]) for r in rows}
+    assert got == {(s, t) for s in SCENARIOS for t in TARGETS}
+    for r in rows:
+        assert r["requests"] > 0, r
+        assert r["requests"] > r["errors"] or r["target"] == "nocache", r
+    header = next(line for line in proc.stdout.splitlines() if line.startswith("scenario"))
+    for column in ("req/s", "p50 ms", "p95 ms", "p99 ms", "PromQ/100req", "CPU s/1k req", "peak RSS MB"):
+        assert column in header
+    assert "ratios" in proc.stdout
