@@ -160,7 +160,7 @@ def test_error_status_bodies(stack: Stack, path: str, code: int, reason: str, me
 
 def test_selector_injection_cannot_change_the_query(stack: Stack) -> None:
     # not a valid label value: rejected before it can reach PromQL
-    status, doc, _ = stack.adapter.get(f"{CM2}/namespaces/ns1/pods/%2A/gpu_utilization"
+    status, _, _ = stack.adapter.get(f"{CM2}/namespaces/ns1/pods/%2A/gpu_utilization"
                                        "?metricLabelSelector=gpu%3Da%22%7D+or+vector(1)+%23")
     assert status == 400
     # a name in the path is quoted: it selects nothing rather than everything

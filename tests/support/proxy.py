@@ -23,12 +23,18 @@ class Proxy:
     counts: Counter[str] = field(default_factory=Counter)
     queries: list[str] = field(default_factory=list)
     stall: float = 0.0
+    methods: list[str] = field(default_factory=list)
+    auth: list[str] = field(default_factory=list)
+    headers: list[dict[str, str]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def reset(self) -> None:
         with self.lock:
             self.counts.clear()
             self.queries.clear()
+            self.methods.clear()
+            self.auth.clear()
+            self.headers.clear()
 
 
 @contextlib.contextmanager
@@ -44,15 +50,18 @@ def counting_proxy(upstream: str) -> Iterator[Proxy]:
             body = self.rfile.read(length) if length else None
             with proxy.lock:
                 proxy.counts[path] += 1
+                proxy.methods.append(f"{self.command} {path}")
+                proxy.auth.append(self.headers.get("Authorization", ""))
+                proxy.headers.append(dict(self.headers.items()))
                 if path == "/api/v1/query":
                     proxy.queries.append(self.path + ((" " + body.decode()) if body else ""))
             if path == "/api/v1/query" and proxy.stall:
                 time.sleep(proxy.stall)
-            req = urllib.request.Request(upstream + self.path, data=body, method=self.command)  # noqa: S310
+            req = urllib.request.Request(upstream + self.path, data=body, method=self.command)
             if body:
                 req.add_header("Content-Type", self.headers.get("Content-Type", ""))
             try:
-                with urllib.request.urlopen(req, timeout=30) as r:  # noqa: S310
+                with urllib.request.urlopen(req, timeout=30) as r:
                     status, data = r.status, r.read()
             except urllib.error.HTTPError as e:
                 status, data = e.code, e.read()
@@ -64,8 +73,8 @@ def counting_proxy(upstream: str) -> Iterator[Proxy]:
             self.end_headers()
             self.wfile.write(data)
 
-        do_GET = _forward  # noqa: N815
-        do_POST = _forward  # noqa: N815
+        do_GET = _forward
+        do_POST = _forward
 
         def log_message(self, *_: object) -> None:
             return
