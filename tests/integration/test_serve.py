@@ -166,8 +166,9 @@ def test_selector_injection_cannot_change_the_query(stack: Stack) -> None:
     # a name in the path is quoted: it selects nothing rather than everything
     status, doc, _ = stack.adapter.get(f"{CM2}/namespaces/ns1/pods/p1%22%7D%20or%20vector(1)%20%23/gpu_utilization")
     assert status == 404
+    assert doc["reason"] == "NotFound"
     status, doc, _ = stack.adapter.get(f"{EM}/namespaces/ns1%22%7D%20or%20vector(1)%20%23/queue_depth")
-    assert status == 404
+    assert status == 404 and doc["reason"] == "NotFound"
 
 
 def test_health(stack: Stack) -> None:
