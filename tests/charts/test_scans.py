@@ -111,3 +111,10 @@ def test_dockerfile_shape() -> None:
     assert users and users[-1].split()[1].split(":")[0] == "65532"
     ignore = (ROOT / ".dockerignore").read_text()
     assert "*" in ignore.splitlines() and "!adapter/" in ignore
+
+
+def test_a_missing_tool_fails_with_the_install_hint(tmp_path: Path) -> None:
+    from .tools import tool
+
+    with pytest.raises(pytest.fail.Exception, match=r"run scripts/install-tools"):
+        tool("no-such-tool-accel-test", tmp_path / "no-such-tool-accel-test")
