@@ -1,0 +1,185 @@
+"""``accel-adapter demo``: simulator -> real Prometheus -> this adapter -> what an HPA would decide, live.
+
+Starts three processes on 127.0.0.1 (the fleet simulator, Debian's ``prometheus`` with its own
+temporary config and data directory, and ``accel-adapter serve`` with every preset), then polls
+the exact URLs the HPA controller sends and prints, per workload, the value the HPA reads and the
+replica count it would choose (``adapter.hpa``). Ctrl-C (or ``--duration``) stops everything and
+removes the temporary directory: nothing is left running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import signal
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from adapter.demo_hpa import HpaState, Workload
+
+WORKLOADS: tuple[Workload, ...] = (
+    Workload("vLLM llama3-8b: queue depth (Pods)", "pods", "ml-serving", "vllm_requests_waiting",
+             "app=llama3-8b", target=5.0, min_replicas=1, max_replicas=10),
+    Workload("vLLM llama3-8b: GPU utilization % (Pods)", "pods", "ml-serving", "nvidia_gpu_utilization_percent",
+             "app=llama3-8b", target=60.0, min_replicas=1, max_replicas=10),
+    Workload("Triton vision: pending requests (Pods)", "pods", "ml-serving", "triton_pending_requests",
+             "app=vision", target=4.0, min_replicas=1, max_replicas=8),
+    Workload("vLLM on Neuron: NeuronCore utilization (Pods)", "pods", "ml-serving",
+             "neuron_core_utilization_ratio", "app=neuron-llama32-3b", target=0.7, min_replicas=1,
+             max_replicas=6),
+    Workload("TGI mistral-7b: queue (External, per model)", "external", "chat", "tgi_requests_waiting",
+             "", target=8.0, min_replicas=1, max_replicas=8, average=True),
+)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Procs:
+    tmp: Path
+    children: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def start(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
+        log = (self.tmp / f"{name}.log").open("wb")
+        p = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.children.append(p)
+        return p
+
+    def stop(self) -> None:
+        for p in reversed(self.children):
+            if p.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(p.pid, signal.SIGTERM)
+        for p in reversed(self.children):
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(p.pid, signal.SIGKILL)
+                p.wait(5)
+
+
+def _get(url: str, ctx: ssl.SSLContext | None = None, timeout: float = 10) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout, context=ctx) as r:  # noqa: S310 - loopback only
+            return int(r.status), bytes(r.read())
+    except urllib.error.HTTPError as e:
+        return int(e.code), bytes(e.read())
+
+
+def _wait(url: str, proc: subprocess.Popen[bytes], what: str, log: Path, ctx: ssl.SSLContext | None = None,
+          timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited ({proc.returncode}); its log:\n{log.read_text()[-2000:]}")
+        with contextlib.suppress(OSError):
+            if _get(url, ctx, timeout=2)[0] == 200:
+                return
+        time.sleep(0.25)
+    raise RuntimeError(f"{what} did not become ready within {timeout:g}s; see {log}")
+
+
+@contextlib.contextmanager
+def stack(args: argparse.Namespace) -> Iterator[tuple[str, ssl.SSLContext]]:
+    prometheus = shutil.which("prometheus")
+    if prometheus is None:
+        raise RuntimeError("Debian's 'prometheus' is not installed: run scripts/setup (or apt-get install prometheus)")
+    tmp = Path(tempfile.mkdtemp(prefix="accel-demo-"))
+    procs = Procs(tmp)
+    try:
+        sim_port, prom_port, adapter_port = _free_port(), _free_port(), _free_port()
+        sim = procs.start("simulator", [sys.executable, "-m", "adapter", "simulate", "--port", str(sim_port),
+                                        "--curve", args.curve, "--period", args.period])
+        _wait(f"http://127.0.0.1:{sim_port}/metrics", sim, "simulator", tmp / "simulator.log")
+        (tmp / "prometheus.yml").write_text(json.dumps({
+            "global": {"scrape_interval": "2s", "evaluation_interval": "2s"},
+            "scrape_configs": [{"job_name": "fleet", "honor_labels": True,
+                                "static_configs": [{"targets": [f"127.0.0.1:{sim_port}"]}]}]}))
+        prom = procs.start("prometheus", [prometheus, f"--config.file={tmp / 'prometheus.yml'}",
+                                          f"--storage.tsdb.path={tmp / 'data'}",
+                                          f"--web.listen-address=127.0.0.1:{prom_port}", "--log.level=warn"])
+        _wait(f"http://127.0.0.1:{prom_port}/-/ready", prom, "prometheus", tmp / "prometheus.log")
+        time.sleep(5)  # two scrapes, so rate() and histogram_quantile() have data
+        presets = [a for p in ("nvidia-dcgm", "aws-neuron", "vllm", "triton", "tgi") for a in ("--preset", p)]
+        adapter = procs.start("adapter", [
+            sys.executable, "-m", "adapter", "serve", *presets, "--prometheus-url", f"http://127.0.0.1:{prom_port}",
+            "--secure-port", str(adapter_port), "--bind-address", "127.0.0.1", "--cert-dir", str(tmp / "certs"),
+            "--authorization-mode", "AlwaysAllow", "--metrics-relist-interval", "10s", "--cache-ttl", "2s"])
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        base = f"https://127.0.0.1:{adapter_port}"
+        _wait(f"{base}/readyz", adapter, "adapter", tmp / "adapter.log", ctx)
+        # the server's own certificate is in cert-dir: from here on, verify it
+        ctx = ssl.create_default_context(cafile=str(tmp / "certs" / "apiserver.crt"))
+        ctx.check_hostname = False
+        yield base, ctx
+    finally:
+        procs.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _url(w: Workload) -> str:
+    sel = urllib.parse.quote(w.selector, safe="")
+    if w.kind == "pods":
+        q = f"?labelSelector={sel}" if w.selector else ""
+        return f"/apis/custom.metrics.k8s.io/v1beta2/namespaces/{w.namespace}/pods/%2A/{w.metric}{q}"
+    q = f"?labelSelector={sel}" if w.selector else ""
+    return f"/apis/external.metrics.k8s.io/v1beta1/namespaces/{w.namespace}/{w.metric}{q}"
+
+
+def run(args: argparse.Namespace) -> int:
+    stop = {"now": False}
+
+    def on_signal(*_: object) -> None:
+        stop["now"] = True
+    signal.signal(signal.SIGTERM, on_signal)
+    states = [HpaState(w) for w in WORKLOADS]
+    started = time.monotonic()
+    try:
+        with stack(args) as (base, ctx):
+            print(f"adapter ready at {base} (simulated fleet, real Prometheus); Ctrl-C stops everything\n", flush=True)
+            tick = 0
+            while not stop["now"] and (args.duration <= 0 or time.monotonic() - started < args.duration):
+                now = time.monotonic() - started
+                print(f"--- t={now:5.0f}s " + "-" * 86, flush=True)
+                for st in states:
+                    code, body = _get(base + _url(st.workload), ctx)
+                    st.observe(code, json.loads(body or b"{}"), now)
+                    print(st.render(), flush=True)
+                tick += 1
+                time.sleep(max(0.0, args.interval))
+    except KeyboardInterrupt:
+        print("\nstopping ...", flush=True)
+    ok = all(st.successes > 0 for st in states)
+    print("\nsummary: " + ", ".join(f"{st.workload.metric}={st.successes} reads" for st in states), flush=True)
+    return 0 if ok else 1
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("demo", help="simulated fleet -> real Prometheus -> this adapter -> HPA decisions, live")
+    p.add_argument("--duration", type=float, default=0, help="stop after this many seconds (default: until Ctrl-C)")
+    p.add_argument("--interval", type=float, default=5.0, help="seconds between HPA syncs (default 5)")
+    p.add_argument("--curve", default="spike", help="simulator load curve (flat, ramp, spike, wave)")
+    p.add_argument("--period", default="120s", help="simulator load curve period")
+    p.set_defaults(func=run)
+
