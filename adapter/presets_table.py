@@ -7,7 +7,8 @@ import re
 
 from adapter.rules import DiscoveryRule, available_presets, parse_rules_text, preset_text
 
-_UNITS = (("_percent", "percent"), ("_microseconds", "microseconds"), ("_ratio", "ratio"), ("_seconds", "seconds"), ("_bytes", "bytes"),
+_UNITS = (("_percent", "percent"), ("_microseconds", "microseconds"), ("_ratio", "ratio"),
+          ("_seconds", "seconds"), ("_bytes", "bytes"),
           ("_watts", "watts"), ("_per_second", "per second"))
 
 
