@@ -57,7 +57,8 @@ def _chain_der(obj: ssl.SSLObject) -> list[bytes]:
         out = []
         for c in certs:
             der = c.public_bytes(ssl._ssl.ENCODING_DER) if hasattr(c, "public_bytes") else c  # type: ignore[attr-defined]
-            out.append(bytes(der))
+            if der:
+                out.append(bytes(der))
         if out:
             return out
     leaf = obj.getpeercert(binary_form=True)
