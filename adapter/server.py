@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import ssl
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,7 @@ from adapter.provider.runner import QueryRunner
 from adapter.provider.values import Freshness, Policy
 from adapter.rules import LoadedRules, load_rules
 from adapter.settings import Settings
+from adapter.tlsreload import CertReloader
 
 log = logging.getLogger(__name__)
 
@@ -126,15 +128,28 @@ async def run(st: Settings) -> None:
                 "for local use only")
     built = build(st)
     cert, key = serving_cert(st)
+    ctx = server_ssl_context(cert, key)
     config = uvicorn.Config(built.app, host=st.bind_address, port=st.secure_port, ssl_certfile=str(cert),
-                            ssl_keyfile=str(key), log_config=None, access_log=False, lifespan="off",
+                            ssl_keyfile=str(key), ssl_context_factory=lambda _cfg, _default: ctx,
+                            log_config=None, access_log=False, lifespan="off",
                             timeout_graceful_shutdown=5, server_header=False)
     server = uvicorn.Server(config)
-    relist_task = asyncio.create_task(built.relister.run(), name="relist")
+    tasks = [asyncio.create_task(built.relister.run(), name="relist"),
+             asyncio.create_task(CertReloader(ctx, cert, key).run(), name="cert-reload")]
     try:
         await server.serve()
     finally:
-        relist_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await relist_task
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
         built.backend.close()
+
+
+def server_ssl_context(cert: Path, key: Path) -> ssl.SSLContext:
+    """TLS 1.2+ server context; the same object is reloaded in place when the files change."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(str(cert), str(key))
+    return ctx
