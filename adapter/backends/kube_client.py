@@ -156,7 +156,7 @@ class KubeHTTP:
         """Interrupt the watches and close the connection pool."""
         self.close_streams()
         with contextlib.suppress(Exception):
-            self.api.close()
+            self.api.close()  # type: ignore[no-untyped-call]
 
     def close_streams(self, tracker: set[Any] | None = None) -> None:
         """Interrupt the open watches (all untracked ones, or those of ``tracker``) when stopping."""

@@ -95,13 +95,16 @@ class Informer(Generic[T]):
     def _run(self) -> None:
         failures = 0
         while not self._stop.is_set():
+            listed = False
             try:
                 self._list()
-                failures = 0
+                listed, failures = True, 0
                 self._watch_until_resync()
             except Gone as e:
-                log.info("informer %s: %s; relisting", self.path, e.message)
-                continue
+                if listed:  # the watch's resourceVersion is too old: relist at once
+                    log.info("informer %s: %s; relisting", self.path, e.message)
+                    continue
+                self._failed(e.message)
             except AdapterError as e:
                 self._failed(e.message)
             except Exception as e:  # the loop must survive anything
