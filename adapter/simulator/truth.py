@@ -6,7 +6,7 @@ metric's dict must be absent from the adapter's answer (never reported as 0).
 
 Gauges are taken at ``now``; rates and histogram quantiles over ``[now - window, now]`` (the
 presets use 1m windows). Quantile metrics give what ``histogram_quantile`` returns on the
-exact bucket rates; ``Truth.exact`` has the underlying distribution's quantile for them.
+exact bucket rates; ``Truth.exact`` has the underlying distribution's quantile for them (per pod).
 """
 
 from __future__ import annotations
@@ -94,7 +94,8 @@ def _quantiles(t: Truth, table: Table, key: Key, prefix: str, h: MixtureHistogra
     for q in qs:
         name = f"{prefix}_p{round(q * 100)}_seconds"
         table[name][key] = h.histogram_quantile(q, w)
-        t.exact[name][key] = h.quantile(q, w)
+        if table is t.custom:
+            t.exact[name][key] = h.quantile(q, w)
 
 
 def _servers(f: Fleet, t: Truth) -> None:
