@@ -5,7 +5,8 @@
   as "direct". Each node keeps an unallocated GPU (gpu-b also an unallocated MIG instance).
 * ``trn1`` and ``inf2`` Neuron nodes running neuron-monitor, Neuron pods requesting
   ``aws.amazon.com/neuron``, ``neuroncore`` or ``neurondevice``, and CPU-only pods beside them.
-* vLLM (3 models, one on Neuron), Triton (2 models per pod) and TGI servers.
+* vLLM (3 models, one on Neuron; served names without '/', as ``--served-model-name`` sets them,
+  so an HPA's External-metric selector can match them), Triton (2 models per pod), TGI servers.
 * kube-state-metrics on a CPU node.
 """
 
@@ -50,12 +51,12 @@ def demo_topology(seed: int, layout: str = "mixed") -> Topology:
                     labels=_app("vllm", "llama3-8b"), requests=((GPU, 1.0, "integer"),), phase=0.0)
         t.pods.append(p)
         t.gpus.append(gpu(ids, node_a, i, A100, A100_FB, 400.0, exp_a, lay_a, p))
-        t.servers.append(ModelServer("vllm", p, ("meta-llama/Llama-3.1-8B-Instruct",), "vllm-llama3-8b", 4.0 + i))
+        t.servers.append(ModelServer("vllm", p, ("llama-3.1-8b-instruct",), "vllm-llama3-8b", 4.0 + i))
     p = ids.pod("ml-serving", "vllm-llama3-70b", node_a, "vllm", deployment="vllm-llama3-70b",
                 labels=_app("vllm", "llama3-70b"), requests=((GPU, 4.0, "integer"),), phase=0.25)
     t.pods.append(p)
     t.gpus.extend(gpu(ids, node_a, i, A100, A100_FB, 400.0, exp_a, lay_a, p) for i in range(3, 7))
-    t.servers.append(ModelServer("vllm", p, ("meta-llama/Llama-3.1-70B-Instruct",), "vllm-llama3-70b", 2.0))
+    t.servers.append(ModelServer("vllm", p, ("llama-3.1-70b-instruct",), "vllm-llama3-70b", 2.0))
     t.gpus.append(gpu(ids, node_a, 7, A100, A100_FB, 400.0, exp_a, lay_a, None))
 
     # gpu-b: MIG on GPU 0, Triton (2 x 1 GPU), TGI (2 x 1 GPU), a 2-GPU trainer, GPU 7 idle
@@ -118,7 +119,7 @@ def demo_topology(seed: int, layout: str = "mixed") -> Topology:
                         requests=(("aws.amazon.com/neurondevice", 6.0, "integer"),), phase=0.45)
             t.pods.append(p)
             t.runtimes.append(NeuronRuntime(host, p, "2871", tuple(range(12)), 0.15, 0.75, 0.012, 0.2, 6e9))
-            t.servers.append(ModelServer("vllm", p, ("meta-llama/Llama-3.2-3B-Instruct",),
+            t.servers.append(ModelServer("vllm", p, ("llama-3.2-3b-instruct",),
                                          "vllm-neuron-llama32-3b", 6.0))
             t.pods.append(ids.pod("ml-serving", "api-gateway", node, "gateway", deployment="api-gateway",
                                   labels=_app("api-gateway", "api-gateway")))
