@@ -30,7 +30,7 @@ class Spec:
     kind: Kind
     base_url: str
     paths: tuple[str, ...]
-    duration: float = 10.0  # closed/open: seconds of load
+    duration: float = 10.0  # closed/open: seconds of load; burst: deadline of each round
     clients: int = 16  # closed: concurrent clients; open/burst: connections
     rate: float = 0.0  # open: requests/s
     rounds: int = 1  # burst: how many bursts
@@ -261,11 +261,15 @@ async def _burst(spec: Spec, res: Result) -> None:
             for p in spec.paths:
                 queue.put_nowait(p)
 
-            async def worker(conn: Conn, t0: float, q: asyncio.Queue[str]) -> None:
-                while not q.empty():
+            deadline = round_start + spec.duration
+
+            async def worker(conn: Conn, t0: float, q: asyncio.Queue[str], until: float) -> None:
+                while not q.empty() and time.perf_counter() < until:
                     await _one(conn, q.get_nowait(), t0, res, spec.timeout)
 
-            await asyncio.gather(*(worker(c, round_start, queue) for c in conns))
+            await asyncio.gather(*(worker(c, round_start, queue, deadline) for c in conns))
+            for _ in range(queue.qsize()):  # not sent before the round's deadline
+                res.error("unsent")
             res.wall += time.perf_counter() - round_start
             if rnd + 1 < spec.rounds:
                 await asyncio.sleep(max(0.0, spec.gap - (time.perf_counter() - round_start)))

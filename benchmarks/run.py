@@ -7,13 +7,15 @@ Targets (one at a time, so CPU and Prometheus-query counts are attributable):
 
 Scenarios (per target):
   burst    every HPA of ``open`` at once over many connections, ``rounds`` times (the first is cold)
-  closed   100 HPAs x 20 pods, 16 clients, closed loop
+  closed   100 HPAs x 20 pods (100 namespaces, one deployment each), 16 clients, closed loop
   open     1,000 HPAs at 10x the HPA controller's rate (1,000 / 15 s x 10 = 667 req/s), open loop
   big      one HPA over 2,000 pods in one namespace, 16 clients, closed loop
 
 Prometheus queries are counted with Prometheus's own ``prometheus_http_requests_total`` (handlers
 /api/v1/query and /api/v1/query_range), read from its /metrics before and after each scenario.
 CPU is utime+stime of the process tree from /proc; peak RSS is VmHWM (reset before each scenario).
+Before each scenario (and after its warm-up) the harness waits until Prometheus runs no queries.
+Every duration is bounded: per-request timeout 5 s, burst rounds have a deadline (rest: "unsent").
 """
 
 from __future__ import annotations
@@ -34,6 +36,11 @@ from benchmarks import load, procstat, stack
 API = "/apis/custom.metrics.k8s.io/v1beta2"
 DEFAULT_TEMPLATE = "sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)"  # prometheus-adapter's default
 QUERY_HANDLERS = ("/api/v1/query", "/api/v1/query_range")
+# Pods a GPU is attributed to, in both dcgm-exporter layouts (exported_* labels or direct).
+GPU_PODS = ('count by (namespace, pod) (label_replace(label_replace(DCGM_FI_DEV_GPU_UTIL{exported_pod!=""}, '
+            '"namespace", "$1", "exported_namespace", "(.+)"), "pod", "$1", "exported_pod", "(.+)") '
+            'or DCGM_FI_DEV_GPU_UTIL{exported_pod="",pod!=""})')
+PREFERRED_METRICS = ("nvidia_gpu_utilization_percent", "DCGM_FI_DEV_GPU_UTIL")
 
 
 @dataclass(frozen=True)
@@ -72,21 +79,26 @@ class Profile:
     burst_rounds: int
     burst_gap: float
     warmup_s: float
+    burst_deadline: float  # a burst round stops sending after this many seconds
 
 
-QUICK = Profile(closed_s=3, open_s=3, big_s=3, burst_rounds=2, burst_gap=1.0, warmup_s=0.5)
-FULL = Profile(closed_s=30, open_s=30, big_s=20, burst_rounds=5, burst_gap=3.0, warmup_s=2.0)
+QUICK = Profile(closed_s=3, open_s=3, big_s=3, burst_rounds=2, burst_gap=1.0, warmup_s=0.5, burst_deadline=10)
+FULL = Profile(closed_s=30, open_s=30, big_s=20, burst_rounds=5, burst_gap=3.0, warmup_s=2.0, burst_deadline=30)
 
 
 # -- fleet and queries -------------------------------------------------------------------------
 
 def discover_fleet(prom_url: str) -> tuple[list[Hpa], Hpa | None, list[str]]:
     """HPAs (one per deployment, i.e. per ``label_app``), the big HPA, and the DCGM series names."""
+    gpu_pods = {(r["metric"]["namespace"], r["metric"]["pod"])  # type: ignore[index]
+                for r in stack.prom_query(prom_url, GPU_PODS)}
     groups: dict[tuple[str, str], list[str]] = defaultdict(list)
     for r in stack.prom_query(prom_url, "kube_pod_labels"):
         m = r["metric"]
         assert isinstance(m, dict)
-        groups[(m.get("namespace", ""), m.get("label_app", ""))].append(m.get("pod", ""))
+        ns, pod = m.get("namespace", ""), m.get("pod", "")
+        if (ns, pod) in gpu_pods:  # workloads only, not the exporters / kube-state-metrics
+            groups[(ns, m.get("label_app", ""))].append(pod)
     main: dict[str, list[Hpa]] = defaultdict(list)
     big_pods: dict[str, list[str]] = defaultdict(list)
     big_apps: dict[str, set[str]] = defaultdict(set)
@@ -115,7 +127,12 @@ def discover_fleet(prom_url: str) -> tuple[list[Hpa], Hpa | None, list[str]]:
 
 def _util_first(names: list[str]) -> list[str]:
     """GPU utilisation first: it is what most GPU HPAs scale on."""
-    return sorted(names, key=lambda n: (0 if "GPU_UTIL" in n.upper() or "utilization" in n.lower() else 1, n))
+    def key(n: str) -> tuple[int, str]:
+        if n in PREFERRED_METRICS:
+            return 0, n
+        return (1 if "GPU_UTIL" in n.upper() or "utilization" in n.lower() else 2), n
+
+    return sorted(names, key=key)
 
 
 def rules_template(series: str) -> str:
@@ -196,7 +213,7 @@ def scenarios(profile: Profile, hpas: list[Hpa], big: Hpa | None, metrics: list[
     common: dict[str, Any] = {"base_url": base_url, "client": client}
     out: list[tuple[str, load.Spec, load.Spec | None]] = [
         ("burst", load.Spec("burst", paths=open_paths, clients=64, rounds=profile.burst_rounds,
-                            gap=profile.burst_gap, **common), None),
+                            gap=profile.burst_gap, duration=profile.burst_deadline, **common), None),
         ("closed", load.Spec("closed", paths=closed_paths, clients=16, duration=profile.closed_s, **common),
          load.Spec("closed", paths=closed_paths, clients=16, duration=profile.warmup_s, **common)),
         ("open", load.Spec("open", paths=open_paths, clients=256, rate=1000 / 15 * 10,
@@ -243,8 +260,10 @@ def run_target(target: str, base_url: str, pid: int | None, prom: stack.Proc, pr
             if msg:
                 note += f"[{check} {msg}] "
     for name, spec, warm in scenarios(profile, hpas, big, metrics, path_for, base_url, args.client):
+        stack.settle(prom.url)
         if warm is not None:
             load.run(warm, 1)
+            stack.settle(prom.url)
         row = measure(name, target, spec, prom, pid, args.client_procs)
         row.note = note.strip()
         rows.append(row)
@@ -344,8 +363,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--targets", default="cached,nocache,direct", help="comma-separated subset")
     ap.add_argument("--client", choices=["raw", "httpx"], default="raw", help="load-generator HTTP client")
     ap.add_argument("--client-procs", type=int, default=1, help="load-generator processes")
-    ap.add_argument("--namespaces", type=int, default=50)
-    ap.add_argument("--pods-per-namespace", type=int, default=40)
+    ap.add_argument("--namespaces", type=int, default=100, help="main fleet: one deployment per namespace")
+    ap.add_argument("--pods-per-namespace", type=int, default=20)
     ap.add_argument("--big-pods", type=int, default=2000, help="pods in the one-namespace fleet (0: skip)")
     ap.add_argument("--scrape-interval", default="5s")
     ap.add_argument("--json", type=Path, help="also write the rows as JSON here")
@@ -355,7 +374,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.seconds:
         secs = min(max(args.seconds, 0.5), 600.0)
         profile = Profile(closed_s=secs, open_s=secs, big_s=secs, burst_rounds=profile.burst_rounds,
-                          burst_gap=profile.burst_gap, warmup_s=min(profile.warmup_s, secs))
+                          burst_gap=profile.burst_gap, warmup_s=min(profile.warmup_s, secs),
+                          burst_deadline=max(secs, 2.0))
     targets = [t.strip() for t in args.targets.split(",") if t.strip()]
     unknown = set(targets) - {"cached", "nocache", "direct"}
     if unknown:
@@ -384,7 +404,8 @@ def run_all(args: argparse.Namespace, profile: Profile, targets: list[str], tmp:
     n_pods = args.namespaces * args.pods_per_namespace
     t0 = time.monotonic()
     with stack.simulator(tmp, "fleet", args.namespaces, args.pods_per_namespace, 20) as fleet:
-        big_ctx = stack.simulator(tmp, "big", 1, args.big_pods, args.big_pods) if args.big_pods else None
+        big_ctx = (stack.simulator(tmp, "big", 1, args.big_pods, args.big_pods, seed=2)
+                   if args.big_pods else None)
         big_proc = big_ctx.__enter__() if big_ctx else None
         try:
             with stack.prometheus(tmp, fleet.url, big_proc.url if big_proc else None,

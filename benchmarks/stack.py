@@ -87,12 +87,15 @@ def simulator_command() -> tuple[list[str], str]:
 
 @contextlib.contextmanager
 def simulator(tmp: Path, name: str, namespaces: int, pods_per_namespace: int,
-              pods_per_deployment: int | None = None) -> Iterator[Proc]:
+              pods_per_deployment: int | None = None, seed: int = 1) -> Iterator[Proc]:
+    """One simulator process in synthetic scale mode (one deployment per namespace)."""
     cmd, help_text = simulator_command()
     args = [*cmd, "--port", "0", "--namespaces", str(namespaces), "--pods-per-namespace",
             str(pods_per_namespace)]
     if pods_per_deployment is not None and "--pods-per-deployment" in help_text:
         args += ["--pods-per-deployment", str(pods_per_deployment)]
+    if "--seed" in help_text:
+        args += ["--seed", str(seed)]
     log = tmp / f"{name}.log"
     with running(args, log) as proc:
         m = _wait_log(log, r"listening on (http://127\.0\.0\.1:\d+)(/\S*)?", proc, timeout=60)
@@ -114,8 +117,13 @@ def prometheus(tmp: Path, fleet: str, big: str | None, scrape_interval: str = "5
 
     jobs = [job("fleet", fleet, [])]
     if big is not None:
-        jobs.append(job("big", big, [{"source_labels": ["namespace"], "regex": "(.+)",
-                                      "target_label": "namespace", "replacement": BIG_PREFIX + "$1"}]))
+        # Same simulator, second instance: prefix its namespaces (both attribution layouts) and
+        # tag every series, so nothing collides with the main fleet's identical names.
+        relabel: list[dict[str, object]] = [
+            {"source_labels": [label], "regex": "(.+)", "target_label": label,
+             "replacement": BIG_PREFIX + "$1"} for label in ("namespace", "exported_namespace")]
+        relabel.append({"target_label": "bench_fleet", "replacement": "big"})
+        jobs.append(job("big", big, relabel))
     cfg = tmp / "prometheus.yml"
     cfg.write_text(json.dumps({"global": {"scrape_interval": scrape_interval,
                                           "evaluation_interval": scrape_interval},
@@ -164,6 +172,20 @@ def prom_handler_counts(url: str) -> dict[str, float]:
         if m:
             out[m.group(1)] = out.get(m.group(1), 0.0) + float(value)
     return out
+
+
+def settle(url: str, timeout: float = 60.0) -> float:
+    """Wait (bounded) until Prometheus runs no queries (``prometheus_engine_queries`` = 0), so a
+    scenario does not inherit the previous one's backlog. Returns the seconds waited."""
+    start = time.monotonic()
+    rx = re.compile(r"^prometheus_engine_queries\s+(\S+)", re.M)
+    while time.monotonic() - start < timeout:
+        with urllib.request.urlopen(f"{url}/metrics", timeout=10) as r:
+            m = rx.search(r.read().decode())
+        if m is None or float(m.group(1)) == 0:
+            break
+        time.sleep(0.2)
+    return time.monotonic() - start
 
 
 # -- adapter -----------------------------------------------------------------------------------
