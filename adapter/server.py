@@ -5,9 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import ssl
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +16,10 @@ from starlette.types import ASGIApp
 
 from adapter import certs
 from adapter.api.routes import Handlers
+from adapter.api.security import SecurityMiddleware, build_security
+from adapter.api.tlsproto import build_server_ssl_context, tls_protocol_class
 from adapter.app import create_app
+from adapter.backends.kubernetes import connect
 from adapter.backends.prometheus import PrometheusBackend, PrometheusConfig
 from adapter.cache import LastKnownStore
 from adapter.errors import ConfigError
@@ -60,12 +62,9 @@ def compile_rules(rules: LoadedRules, mapper: ResourceMapper) -> tuple[list[Metr
     return custom, external
 
 
-def cluster_mode(st: Settings) -> bool:
-    return st.lister_kubeconfig is not None or bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
-
-
 def build(st: Settings, *, registry: CollectorRegistry | None = None,
-          mapper: ResourceMapper | None = None, resolver: ObjectResolver | None = None) -> Built:
+          mapper: ResourceMapper | None = None, resolver: ObjectResolver | None = None,
+          wrap: Callable[[ASGIApp], ASGIApp] | None = None) -> Built:
     rules = load_rules(st.config, st.presets)
     if not rules.rules and not rules.external_rules:
         raise ConfigError(f"{st.config or 'presets'}: no rules and no externalRules: nothing to serve")
@@ -102,7 +101,7 @@ def build(st: Settings, *, registry: CollectorRegistry | None = None,
     def readiness() -> tuple[bool, str]:
         return relister.ready, relister.last_error or "no successful series discovery yet"
 
-    app = create_app(handlers, readiness, metrics, external_enabled=external is not None)
+    app = create_app(handlers, readiness, metrics, external_enabled=external is not None, wrap=wrap)
     return Built(app, relister, backend, runner, metrics, rules, custom, external)
 
 
@@ -116,40 +115,37 @@ def serving_cert(st: Settings) -> tuple[Path, Path]:
 
 
 async def run(st: Settings) -> None:
-    if cluster_mode(st):
-        raise ConfigError("a Kubernetes API was configured (--lister-kubeconfig or in-cluster), but this build "
-                          "does not resolve objects from Kubernetes yet; run without it")
-    log.info("running without a Kubernetes cluster: objects are resolved from Prometheus labels "
-             "(kube-state-metrics kube_pod_labels for pod label selectors)")
-    if st.authorization_mode != "AlwaysAllow":
-        raise ConfigError("--authorization-mode Delegated needs a Kubernetes API for SubjectAccessReview: pass "
-                          "--lister-kubeconfig (or run in a pod), or --authorization-mode AlwaysAllow for local use")
-    log.warning("--authorization-mode AlwaysAllow: every request is served without authorization; "
-                "for local use only")
-    built = build(st)
-    cert, key = serving_cert(st)
-    ctx = server_ssl_context(cert, key)
-    config = uvicorn.Config(built.app, host=st.bind_address, port=st.secure_port, ssl_certfile=str(cert),
-                            ssl_keyfile=str(key), ssl_context_factory=lambda _cfg, _default: ctx,
-                            log_config=None, access_log=False, lifespan="off",
-                            timeout_graceful_shutdown=5, server_header=False)
-    server = uvicorn.Server(config)
-    tasks = [asyncio.create_task(built.relister.run(), name="relist"),
-             asyncio.create_task(CertReloader(ctx, cert, key).run(), name="cert-reload")]
+    kube = connect(st.lister_kubeconfig, st.authentication_kubeconfig, st.authorization_kubeconfig,
+                   timeout=min(10.0, st.request_timeout))
+    if kube is None:
+        log.info("running without a Kubernetes cluster: objects are resolved from Prometheus labels "
+                 "(kube-state-metrics kube_pod_labels for pod label selectors); no --lister-kubeconfig given "
+                 "and not running in a pod")
     try:
-        await server.serve()
+        authn, authz = build_security(st, kube.auth if kube else None)
+        if kube is not None:
+            await asyncio.get_running_loop().run_in_executor(None, kube.mapper.start)
+        built = build(st, mapper=kube.mapper if kube else None, resolver=kube.objects if kube else None,
+                      wrap=lambda app: SecurityMiddleware(app, authn, authz))
+        cert, key = serving_cert(st)
+        ctx = build_server_ssl_context(str(cert), str(key), list(await authn.trust_bundle()))
+        authn.attach_ssl_context(ctx)
+        config = uvicorn.Config(built.app, host=st.bind_address, port=st.secure_port, ssl_certfile=str(cert),
+                                ssl_keyfile=str(key), ssl_context_factory=lambda _cfg, _default: ctx,
+                                http=tls_protocol_class(), log_config=None, access_log=False, lifespan="off",
+                                timeout_graceful_shutdown=5, server_header=False)
+        server = uvicorn.Server(config)
+        tasks = [asyncio.create_task(built.relister.run(), name="relist"),
+                 asyncio.create_task(CertReloader(ctx, cert, key).run(), name="cert-reload")]
+        try:
+            await server.serve()
+        finally:
+            for t in tasks:
+                t.cancel()
+            for t in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await t
+            built.backend.close()
     finally:
-        for t in tasks:
-            t.cancel()
-        for t in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
-        built.backend.close()
-
-
-def server_ssl_context(cert: Path, key: Path) -> ssl.SSLContext:
-    """TLS 1.2+ server context; the same object is reloaded in place when the files change."""
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.load_cert_chain(str(cert), str(key))
-    return ctx
+        if kube is not None:
+            kube.close()

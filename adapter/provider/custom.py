@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 
-from adapter.errors import AdapterError, MetricNotFound
+from adapter.errors import AdapterError, MetricNotFound, NotFound
 from adapter.model import CustomMetricInfo, CustomValue, ObjectRef, QueryResult, ResourceInfo, Selector
 from adapter.naming.query import MetricNamer
 from adapter.ports import ObjectResolver, ResourceMapper
@@ -57,6 +57,9 @@ class CustomMetricsProvider:
                           metric_selector: Selector) -> CustomValue:
         info = self.mapper.resolve(resource)
         namer, series = self._entry(info, namespace, metric, name)
+        if await self.resolver.exists(info, namespace, name) is False:
+            raise NotFound(f'{info.group_resource.resource} "{name}" not found',
+                           details={"name": name, "kind": info.group_resource.resource})
         policy = self.policy_for(namer)
         wide = self.runner.caching and not namer.uses_values_by_name()
         promql = namer.build(series, info.group_resource, namespace, [name], metric_selector, all_objects=wide)
