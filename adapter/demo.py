@@ -179,6 +179,6 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--duration", type=float, default=0, help="stop after this many seconds (default: until Ctrl-C)")
     p.add_argument("--interval", type=float, default=5.0, help="seconds between HPA syncs (default 5)")
     p.add_argument("--curve", default="spike", help="simulator load curve (flat, ramp, spike, wave)")
-    p.add_argument("--period", default="120s", help="simulator load curve period")
+    p.add_argument("--period", default="60s", help="simulator load curve period")
     p.set_defaults(func=run)
 

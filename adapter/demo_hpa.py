@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+
+from adapter import hpa
 
 
 @dataclass(frozen=True)
@@ -28,49 +29,47 @@ def parse_quantity(text: str) -> float:
 
 @dataclass
 class HpaState:
+    """One HPA over one workload; the replica arithmetic is ``adapter.hpa`` (protocol.md §7)."""
+
     workload: Workload
     replicas: int = 0
     current: float | None = None
     last_error: str = ""
+    reason: str = ""
     successes: int = 0
-    history: list[int] = field(default_factory=list)
+    autoscaler: hpa.Autoscaler | None = None
 
     def observe(self, code: int, doc: dict[str, object], now: float) -> None:
         w = self.workload
+        if self.autoscaler is None:
+            # the 5-minute downscale window, compressed like the rest of the demo
+            self.autoscaler = hpa.Autoscaler(w.min_replicas, w.max_replicas, downscale_stabilization=60.0)
         items = doc.get("items") if code == 200 else None
         if not isinstance(items, list) or not items:
             self.last_error = str(doc.get("message", f"HTTP {code}"))[:60]
             self.current = None
+            if self.replicas:
+                self.reason = self.autoscaler.decide(now, self.replicas, [None]).reason
             return
-        values = [parse_quantity(str(i["value"])) for i in items]
         self.successes += 1
         self.last_error = ""
-        if self.replicas == 0:
-            self.replicas = len(values) if w.kind == "pods" else w.min_replicas
         if w.kind == "pods":
-            # HPA: average over the pods that returned a value (integer milli-units)
-            self.current = sum(math.ceil(v * 1000) for v in values) // len(values) / 1000
-            ratio = self.current / w.target
-            basis = len(values)
+            values = {str(i["describedObject"]["name"]): parse_quantity(str(i["value"])) for i in items}
+            self.replicas = self.replicas or len(values)
+            self.current = sum(hpa.milli(v) for v in values.values()) // len(values) / 1000
+            proposal = hpa.pods_metric_replicas(self.replicas, [hpa.Pod(n) for n in values], values, w.target)
         else:
-            total = sum(values)  # the HPA sums every item of an external metric
-            self.current = total
-            ratio = total / (w.target * self.replicas) if w.average else total / w.target
-            basis = self.replicas
-        if abs(ratio - 1.0) <= 0.1:
-            desired = self.replicas
-        elif w.kind == "external" and w.average:
-            desired = math.ceil(self.current / w.target)
-        else:
-            desired = math.ceil(ratio * basis)
-        desired = min(max(desired, w.min_replicas), w.max_replicas, max(2 * self.replicas, 4))
-        # downscale stabilization (the 5-minute window, compressed to the last 10 syncs)
-        self.history = ([*self.history, desired])[-10:]
-        self.replicas = max(self.history) if desired < self.replicas else desired
+            totals = [parse_quantity(str(i["value"])) for i in items]
+            self.replicas = self.replicas or w.min_replicas
+            self.current = sum(totals)
+            proposal = (hpa.external_average_value_replicas(self.replicas, totals, w.target) if w.average
+                        else hpa.external_value_replicas(self.replicas, totals, w.target, self.replicas))
+        decision = self.autoscaler.decide(now, self.replicas, [proposal])
+        self.replicas, self.reason = decision.replicas, decision.reason
 
     def render(self) -> str:
         w = self.workload
-        value = "-" if self.current is None else f"{self.current:10.3f}"
-        status = f"ERROR {self.last_error}" if self.last_error else ""
-        return (f"  {w.title:<48} value={value:>10}  target={w.target:<6g} replicas={self.replicas:<3} "
+        value = "-" if self.current is None else f"{self.current:.3f}"
+        status = f"ERROR {self.last_error}" if self.last_error else self.reason
+        return (f"  {w.title:<48} value={value:>9}  target={w.target:<5g} replicas={self.replicas:<3} "
                 f"{status}").rstrip()
