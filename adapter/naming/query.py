@@ -104,6 +104,22 @@ class MetricNamer:
     def uses_values_by_name(self) -> bool:
         return "LabelValuesByName" in self.query.fields
 
+    def namespace_label(self) -> str:
+        return self.converter.label_for(NAMESPACES) or "namespace"
+
+    def build_all_namespaces(self, series: str, resource: GroupResource, metric_selector: Selector) -> str:
+        """Every object of a namespaced ``resource`` in every namespace, grouped by namespace and object,
+        for one cluster-wide query answered per namespace and object in-process."""
+        ns_label, res_label = self.namespace_label(), self.resource_label(resource)
+        exprs = [f'{res_label}!=""', *to_matchers(metric_selector, "metricLabelSelector")]
+        return self.query.render({
+            "Series": series,
+            "LabelMatchers": ",".join(exprs),
+            "LabelValuesByName": {res_label: ".+"},
+            "GroupBy": f"{ns_label},{res_label}",
+            "GroupBySlice": [ns_label, res_label],
+        })
+
     def build(self, series: str, resource: GroupResource, namespace: str, names: Sequence[str],
               metric_selector: Selector, *, all_objects: bool = False) -> str:
         """PromQL for ``names`` of ``resource`` (in ``namespace``); ``all_objects`` selects every object

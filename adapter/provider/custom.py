@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
 from adapter.errors import AdapterError, MetricNotFound, NotFound
-from adapter.model import CustomMetricInfo, CustomValue, ObjectRef, QueryResult, ResourceInfo, Selector
+from adapter.model import CustomMetricInfo, CustomValue, ObjectRef, QueryResult, ResourceInfo, Sample, Selector
 from adapter.naming.query import MetricNamer
 from adapter.ports import ObjectResolver, ResourceMapper
 from adapter.provider.discovery import Relister
@@ -30,6 +31,9 @@ class CustomMetricsProvider:
         self.runner = runner
         self.freshness = freshness
         self.policy_for = policy_for
+        # rules whose query drops the namespace label when grouped cluster-wide: per-namespace queries
+        self._not_cluster_groupable: set[str] = set()
+        self._index = ResultIndex()
 
     def list_metrics(self) -> list[CustomMetricInfo]:
         return self.relister.index.custom_infos()
@@ -61,9 +65,7 @@ class CustomMetricsProvider:
             raise NotFound(f'{info.group_resource.resource} "{name}" not found',
                            details={"name": name, "kind": info.group_resource.resource})
         policy = self.policy_for(namer)
-        wide = self.runner.caching and not namer.uses_values_by_name()
-        promql = namer.build(series, info.group_resource, namespace, [name], metric_selector, all_objects=wide)
-        values = await self._values(namer, info, namespace, promql, policy, [name], metric, metric_selector)
+        values = await self._values(namer, series, info, namespace, policy, [name], metric, metric_selector)
         if not values:
             raise MetricNotFound(metric, str(info.group_resource), name)
         return values[0]
@@ -76,22 +78,52 @@ class CustomMetricsProvider:
         names = await self.resolver.names(info, namespace, selector)
         if names is not None and not names:
             raise MetricNotFound(metric, str(info.group_resource), selector=selector.raw)
-        wide = names is None or (
-            not namer.uses_values_by_name() and (self.runner.caching or len(names) > MAX_NAMES_IN_QUERY))
-        promql = namer.build(series, info.group_resource, namespace, list(names or ()), metric_selector,
-                             all_objects=wide)
-        values = await self._values(namer, info, namespace, promql, policy, names, metric, metric_selector)
+        values = await self._values(namer, series, info, namespace, policy, names, metric, metric_selector)
         if not values:
             raise MetricNotFound(metric, str(info.group_resource), selector=selector.raw or "")
         return values
 
-    async def _values(self, namer: MetricNamer, info: ResourceInfo, namespace: str, promql: str,
+    def _plan(self, namer: MetricNamer, series: str, info: ResourceInfo, namespace: str,
+              names: Sequence[str] | None, metric_selector: Selector) -> tuple[str, bool]:
+        """(PromQL, cluster-wide?) for this request.
+
+        With caching on, one query covers every object of the namespace, or of every namespace at once
+        (grouped by namespace and object, filtered here), so N HPAs on a metric cost one query per TTL.
+        With caching off the query names the objects, exactly as prometheus-adapter renders it."""
+        gr = info.group_resource
+        groupable = not namer.uses_values_by_name()
+        if namespace and groupable and self.runner.caching and namer.where not in self._not_cluster_groupable:
+            return namer.build_all_namespaces(series, gr, metric_selector), True
+        wide = names is None or (groupable and (self.runner.caching or len(names) > MAX_NAMES_IN_QUERY))
+        return namer.build(series, gr, namespace, list(names or ()), metric_selector, all_objects=wide), False
+
+    async def _run(self, namer: MetricNamer, series: str, info: ResourceInfo, namespace: str,
+                   names: Sequence[str] | None, metric_selector: Selector, policy: Policy
+                   ) -> tuple[QueryResult, str, bool]:
+        promql, cluster_wide = self._plan(namer, series, info, namespace, names, metric_selector)
+        result = await self._query(promql, policy)
+        if cluster_wide:
+            ns_label = namer.namespace_label()
+            if any(ns_label not in s.labels for s in result.samples):
+                log.info("rule drops the namespace label when grouped cluster-wide; using per-namespace "
+                         "queries for it", extra={"rule": namer.where})
+                self._not_cluster_groupable.add(namer.where)
+                promql, cluster_wide = self._plan(namer, series, info, namespace, names, metric_selector)
+                result = await self._query(promql, policy)
+        return result, promql, cluster_wide
+
+    async def _values(self, namer: MetricNamer, series: str, info: ResourceInfo, namespace: str,
                       policy: Policy, names: Sequence[str] | None, metric: str,
                       metric_selector: Selector) -> list[CustomValue]:
         label = namer.resource_label(info.group_resource)
+        ns_label = namer.namespace_label()
         gr = str(info.group_resource)
+        promql = ""
+        cluster_wide = False
         try:
-            result: QueryResult | None = await self._query(promql, policy)
+            result: QueryResult | None
+            result, promql, cluster_wide = await self._run(namer, series, info, namespace, names,
+                                                           metric_selector, policy)
         except AdapterError:
             if policy.missing != "lastKnown" or names is None:
                 raise
@@ -99,10 +131,9 @@ class CustomMetricsProvider:
         now = self.freshness.clock()
         by_name: dict[str, tuple[float, float]] = {}
         if result is not None:
-            for s in result.samples:
-                obj = s.labels.get(label)
-                if obj is None or obj in by_name:
-                    continue
+            samples = self._index.get(result, ns_label if cluster_wide else "", label).get(
+                namespace if cluster_wide else "", {})
+            for obj, s in samples.items():
                 if usable(s, now, self.freshness.max_value_age, f"{gr}/{namespace}/{obj}", promql):
                     by_name[obj] = (s.value, s.timestamp)
         wanted = list(names) if names is not None else sorted(by_name)
@@ -127,6 +158,35 @@ class CustomMetricsProvider:
         if policy.missing == "lastKnown":
             return self.freshness.last_known(key, policy)
         return None
+
+
+class ResultIndex:
+    """Query results split by (namespace label, object label), computed once per result object.
+
+    Keeps the last few results alive so their ``id`` cannot be reused while indexed."""
+
+    def __init__(self, size: int = 512) -> None:
+        self._size = size
+        self._memo: OrderedDict[tuple[int, str, str], tuple[QueryResult, dict[str, dict[str, Sample]]]] = \
+            OrderedDict()
+
+    def get(self, result: QueryResult, ns_label: str, label: str) -> dict[str, dict[str, Sample]]:
+        key = (id(result), ns_label, label)
+        hit = self._memo.get(key)
+        if hit is not None and hit[0] is result:
+            self._memo.move_to_end(key)
+            return hit[1]
+        index: dict[str, dict[str, Sample]] = {}
+        for s in result.samples:
+            obj = s.labels.get(label)
+            if obj is None:
+                continue
+            ns = s.labels.get(ns_label, "") if ns_label else ""
+            index.setdefault(ns, {}).setdefault(obj, s)  # first sample wins, as before
+        self._memo[key] = (result, index)
+        if len(self._memo) > self._size:
+            self._memo.popitem(last=False)
+        return index
 
 
 def policies(default: Policy) -> Callable[[MetricNamer], Policy]:

@@ -12,7 +12,7 @@ import re
 from collections.abc import Sequence
 
 from adapter.errors import NotImplementedYet
-from adapter.model import ResourceInfo, Selector
+from adapter.model import QueryResult, Requirement, ResourceInfo, Selector
 from adapter.naming.selectors import match_values, quote
 from adapter.provider.runner import QueryRunner
 
@@ -43,10 +43,27 @@ def ksm_pod_selector_query(namespace: str, selector: Selector) -> str:
 
 
 class KsmObjectResolver:
-    """``ObjectResolver`` for running without a cluster."""
+    """``ObjectResolver`` for running without a cluster.
+
+    One ``kube_pod_labels`` query for every pod (cached for the TTL like any query) serves every
+    namespace and selector: selectors are matched in-process on the sanitized label names."""
+
+    QUERY = 'kube_pod_labels{namespace!="",pod!=""}'
 
     def __init__(self, runner: QueryRunner) -> None:
         self._runner = runner
+        self._memo: tuple[QueryResult, dict[str, list[tuple[str, dict[str, str]]]]] | None = None
+
+    def _pods(self, result: QueryResult) -> dict[str, list[tuple[str, dict[str, str]]]]:
+        if self._memo is not None and self._memo[0] is result:
+            return self._memo[1]
+        by_ns: dict[str, list[tuple[str, dict[str, str]]]] = {}
+        for s in result.samples:
+            ns, pod = s.labels.get("namespace", ""), s.labels.get("pod", "")
+            if ns and pod:
+                by_ns.setdefault(ns, []).append((pod, dict(s.labels)))
+        self._memo = (result, by_ns)
+        return by_ns
 
     async def names(self, info: ResourceInfo, namespace: str, selector: Selector) -> Sequence[str] | None:
         if selector.empty:
@@ -55,8 +72,22 @@ class KsmObjectResolver:
             raise NotImplementedYet(
                 f"a labelSelector on {info.group_resource} needs a Kubernetes API (--lister-kubeconfig); "
                 "without a cluster only pods can be selected (from kube-state-metrics' kube_pod_labels)")
-        result = await self._runner.run(ksm_pod_selector_query(namespace, selector))
-        return sorted({s.labels.get("pod", "") for s in result.samples} - {""})
+        for r in selector.requirements:
+            if r.operator in ("gt", "lt"):
+                raise NotImplementedYet(f"label selector operator {r.operator!r} cannot be resolved from "
+                                        "kube-state-metrics without a cluster")
+        sanitized = sanitize_selector(selector)
+        result = await self._runner.run(self.QUERY)
+        pods = self._pods(result).get(namespace, []) if namespace else \
+            [p for ps in self._pods(result).values() for p in ps]
+        return sorted({pod for pod, labels in pods if sanitized.matches(labels)})
 
     async def exists(self, info: ResourceInfo, namespace: str, name: str) -> bool | None:
         return None
+
+
+def sanitize_selector(selector: Selector) -> Selector:
+    """The same selector over kube-state-metrics' label names (``app.kubernetes.io/name`` ->
+    ``label_app_kubernetes_io_name``)."""
+    return Selector(tuple(Requirement(ksm_label(r.key), r.operator, r.values) for r in selector.requirements),
+                    selector.raw)

@@ -146,3 +146,23 @@ def test_prometheus_outage_never_turns_into_zero(env: Env) -> None:
         assert status == 200 and doc["items"][0]["value"] == "5"  # type: ignore[index]
         assert ad.get(f"{CM2}/p1/policy_error")[0] == 503
         assert ad.get(f"{CM2}/p1/policy_zero")[0] == 503  # an outage is not "no data"
+
+
+def test_cluster_wide_query_serves_every_namespace(env: Env) -> None:
+    env.write([*series(), {"name": "gpu_util", "labels": {"namespace": "ns2", "pod": "p0", "gpu": "0"}, "value": 77}])
+    env.prom.wait_for('gpu_util{namespace="ns2"}')
+    with adapter(env.tmp, env.proxy.url, "--config", str(POLICIES), "--cache-ttl", "30s") as ad:
+        get_ok(ad, f"{CM2}/p0/gpu_utilization")
+        env.proxy.reset()
+        doc = get_ok(ad, "/apis/custom.metrics.k8s.io/v1beta2/namespaces/ns2/pods/p0/gpu_utilization")
+        assert doc["items"][0]["value"] == "77"  # type: ignore[index]  # same pod name, other namespace
+        assert env.proxy.counts["/api/v1/query"] == 0  # one query answered both namespaces
+
+
+def test_template_without_groupby_falls_back_to_per_namespace(env: Env) -> None:
+    with adapter(env.tmp, env.proxy.url, "--config", str(POLICIES), "--cache-ttl", "30s") as ad:
+        doc = get_ok(ad, f"{CM2}/%2A/gpu_hardcoded_by_pod")
+        assert {i["describedObject"]["name"]: i["value"] for i in doc["items"]} == {  # type: ignore[union-attr]
+            p: str(10 + i) for i, p in enumerate(PODS)}
+        assert "drops the namespace label" in ad.log_text()
+        assert any('namespace%3D%22ns1%22' in q or 'namespace="ns1"' in q for q in env.proxy.queries)

@@ -166,3 +166,9 @@ def test_go_expand_unknown_group_is_empty() -> None:
     m = re.search("(a)", "a")
     assert m is not None
     assert go_expand("$1-$2-${1}", m) == "a--a"
+
+
+def test_build_all_namespaces_groups_by_namespace_and_object() -> None:
+    n = namer(OVERRIDES)
+    assert n.build_all_namespaces("DCGM_FI_DEV_GPU_UTIL", PODS, parse_selector("gpu=0")) == \
+        'avg(DCGM_FI_DEV_GPU_UTIL{pod!="",gpu="0"}) by (namespace,pod)'
