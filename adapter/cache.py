@@ -33,7 +33,7 @@ from typing import Generic, TypeVar
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
-EVENTS = ("hit", "miss", "coalesced", "evict")
+EVENTS = ("hit", "miss", "coalesced", "evict", "refresh")
 
 
 @dataclass(slots=True)
@@ -42,6 +42,8 @@ class _Entry(Generic[V]):
     expires_at: float
     size: int
     seq: int
+    refresh_at: float
+    ttl: float
 
 
 class QueryCache(Generic[K, V]):
@@ -63,7 +65,11 @@ class QueryCache(Generic[K, V]):
         on_event: Callable[[str], None] | None = None,
         size_of: Callable[[V], int] | None = None,
         max_bytes: int | None = None,
+        refresh_ahead: float = 0.0,
     ) -> None:
+        if not 0.0 <= refresh_ahead < 1.0:
+            raise ValueError(f"refresh_ahead must be in [0, 1), got {refresh_ahead}")
+        self._refresh_ahead = refresh_ahead
         if ttl < 0:
             raise ValueError(f"ttl must be >= 0, got {ttl}")
         if max_entries < 1:
@@ -115,9 +121,13 @@ class QueryCache(Generic[K, V]):
         """
         entry = self._entries.get(key)
         if entry is not None:
-            if entry.expires_at > self._clock():
+            now = self._clock()
+            if entry.expires_at > now:
                 self._entries.move_to_end(key)
                 self._emit("hit")
+                if now >= entry.refresh_at and key not in self._inflight:
+                    self._emit("refresh")
+                    self._start(key, loader, entry.ttl)
                 return entry.value
             self._remove(key)
         task = self._inflight.get(key)
@@ -126,9 +136,7 @@ class QueryCache(Generic[K, V]):
             if eff_ttl < 0:
                 raise ValueError(f"ttl must be >= 0, got {eff_ttl}")
             self._emit("miss")
-            task = asyncio.get_running_loop().create_task(self._load(key, loader, eff_ttl))
-            self._inflight[key] = task
-            task.add_done_callback(functools.partial(self._settled, key))
+            task = self._start(key, loader, eff_ttl)
         else:
             self._emit("coalesced")
         # shield: cancelling this waiter must not cancel the shared load.
@@ -157,6 +165,12 @@ class QueryCache(Generic[K, V]):
     def _emit(self, event: str) -> None:
         if self._on_event is not None:
             self._on_event(event)
+
+    def _start(self, key: K, loader: Callable[[], Awaitable[V]], ttl: float) -> asyncio.Task[V]:
+        task = asyncio.get_running_loop().create_task(self._load(key, loader, ttl))
+        self._inflight[key] = task
+        task.add_done_callback(functools.partial(self._settled, key))
+        return task
 
     async def _load(self, key: K, loader: Callable[[], Awaitable[V]], ttl: float) -> V:
         started = self._clock()
@@ -189,7 +203,8 @@ class QueryCache(Generic[K, V]):
         self._remove(key)
         self._purge_expired(now)
         seq = next(self._seq)
-        self._entries[key] = _Entry(value, expires_at, size, seq)
+        refresh_at = expires_at - ttl * self._refresh_ahead if self._refresh_ahead else float("inf")
+        self._entries[key] = _Entry(value, expires_at, size, seq, refresh_at, ttl)
         self._bytes += size
         heapq.heappush(self._expiry, (expires_at, seq, key))
         while len(self._entries) > self._max_entries or (

@@ -11,7 +11,7 @@ registry per process (tests one per test) and passes it in. All names start with
 | accel_adapter_prometheus_queries_total | counter | endpoint (query, series), outcome (success, error, ...) |
 | accel_adapter_prometheus_query_duration_seconds | histogram | endpoint |
 | accel_adapter_prometheus_query_errors_total | counter | endpoint, reason (failure kind / exception class) |
-| accel_adapter_cache_hits_total / _misses_total / _coalesced_total / _evictions_total | counter | cache |
+| accel_adapter_cache_{hits,misses,coalesced,evictions,refreshes}_total | counter | cache |
 | accel_adapter_relist_duration_seconds | histogram | |
 | accel_adapter_relist_errors_total | counter | |
 | accel_adapter_relist_last_success_timestamp_seconds | gauge | |
@@ -43,7 +43,8 @@ VALUE_AGE_BUCKETS = (1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 180.0, 300.0,
 ENDPOINTS = ("query", "series")
 OUTCOMES = ("success", "error")
 APIS = ("custom", "external")
-_CACHE_EVENTS = {"hit": "hits", "miss": "misses", "coalesced": "coalesced", "evict": "evictions"}
+_CACHE_EVENTS = {"hit": "hits", "miss": "misses", "coalesced": "coalesced", "evict": "evictions",
+                 "refresh": "refreshes"}
 
 
 class Metrics:

@@ -431,3 +431,33 @@ def test_last_known_is_bounded_lru() -> None:
     assert len(store) == 0
     with pytest.raises(ValueError):
         LastKnownStore(max_entries=0)
+
+
+def test_refresh_ahead_renews_a_hot_entry_without_making_anyone_wait() -> None:
+    clock = FakeClock()
+    cache, events = make(clock, ttl=10.0, refresh_ahead=0.2)
+    loader = CountingLoader("v1")
+
+    async def scenario() -> None:
+        assert await cache.get_or_load("k", loader) == "v1"
+        clock.advance(7.0)  # 3 s left: outside the last 20% (2 s) of the TTL
+        assert await cache.get_or_load("k", loader) == "v1"
+        assert loader.calls == 1
+        clock.advance(1.5)  # 1.5 s left: a hit that starts one background reload
+        loader.value = "v2"
+        assert await cache.get_or_load("k", loader) == "v1"  # answered at once from the entry
+        assert await cache.get_or_load("k", loader) == "v1"  # the reload is in flight: no second one
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        assert loader.calls == 2
+        clock.advance(5.0)  # past the first entry's expiry: the reloaded value is there
+        assert await cache.get_or_load("k", loader) == "v2"
+        assert loader.calls == 2
+
+    run(scenario())
+    assert events["refresh"] == 1 and events["miss"] == 1
+
+
+def test_refresh_ahead_bounds() -> None:
+    with pytest.raises(ValueError, match="refresh_ahead"):
+        QueryCache(ttl=1, max_entries=1, refresh_ahead=1.0)

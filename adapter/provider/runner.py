@@ -19,7 +19,8 @@ def _size_of(result: QueryResult) -> int:
 class QueryRunner:
     """``run(promql)`` -> QueryResult, shared by identical concurrent requests and cached for the TTL.
 
-    With ``ttl == 0`` nothing is stored (prometheus-adapter's behaviour: one query per request),
+    A hit in the last 20% of an entry's TTL reloads it in the background (refresh-ahead), so the
+    HPA's steady request pattern never waits for an expired entry. With ``ttl == 0`` nothing is stored (prometheus-adapter's behaviour: one query per request),
     but identical requests in flight at the same moment still share one query.
     """
 
@@ -31,6 +32,7 @@ class QueryRunner:
         kwargs = {"clock": clock} if clock is not None else {}
         self.cache: QueryCache[str, QueryResult] = QueryCache(
             ttl=ttl, max_entries=max_entries, on_event=on_event, size_of=_size_of, max_bytes=max_bytes,
+            refresh_ahead=0.2,
             **kwargs)
 
     @property
