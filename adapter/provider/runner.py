@@ -20,8 +20,9 @@ class QueryRunner:
     """``run(promql)`` -> QueryResult, shared by identical concurrent requests and cached for the TTL.
 
     A hit in the last 20% of an entry's TTL reloads it in the background (refresh-ahead), so the
-    HPA's steady request pattern never waits for an expired entry. With ``ttl == 0`` nothing is stored (prometheus-adapter's behaviour: one query per request),
-    but identical requests in flight at the same moment still share one query.
+    HPA's steady request pattern never waits for an expired entry. With ``ttl == 0`` nothing is
+    stored (prometheus-adapter's behaviour: one query per request), but identical requests in
+    flight at the same moment still share one query.
     """
 
     def __init__(self, query: QueryFn, *, ttl: float, max_entries: int,
