@@ -64,6 +64,7 @@ class Handlers:
         self.custom = custom
         self.external = external
         self.request_timeout = request_timeout
+        self.encoder = wire.FastEncoder()
 
     async def _bounded(self, call: Awaitable[T]) -> T:
         try:
@@ -99,7 +100,9 @@ class Handlers:
         else:
             values = [await self._bounded(
                 self.custom.get_by_name(t.resource, t.namespace, t.name, t.metric, metric_selector))]
-        return self._json(wire.custom_list(version, values), request)
+        if request.query_params.get("pretty") in ("true", "1"):
+            return self._json(wire.custom_list(version, values), request)
+        return Response(self.encoder.custom(version, values), media_type="application/json")
 
     async def external_api(self, request: Request, version: str, rest: str) -> Response:
         if self.external is None or version not in discovery.EXTERNAL_VERSIONS:

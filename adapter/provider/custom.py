@@ -34,6 +34,9 @@ class CustomMetricsProvider:
         # rules whose query drops the namespace label when grouped cluster-wide: per-namespace queries
         self._not_cluster_groupable: set[str] = set()
         self._index = ResultIndex()
+        self._memo: OrderedDict[tuple[object, ...], tuple[QueryResult, list[CustomValue], dict[float, int]]] = \
+            OrderedDict()
+        self._refs: dict[tuple[str, str, str], ObjectRef] = {}
 
     def list_metrics(self) -> list[CustomMetricInfo]:
         return self.relister.index.custom_infos()
@@ -53,9 +56,15 @@ class CustomMetricsProvider:
             raise
 
     def _ref(self, info: ResourceInfo, namespace: str, name: str) -> ObjectRef:
-        # CMA builds apiVersion as group + "/" + version, so core kinds read "/v1" on the wire
-        api_version = f"{info.group_resource.group}/{info.version}"
-        return ObjectRef(info.kind, name, api_version, namespace)
+        key = (info.kind, namespace, name)
+        ref = self._refs.get(key)
+        if ref is None:
+            # CMA builds apiVersion as group + "/" + version, so core kinds read "/v1" on the wire
+            ref = ObjectRef(info.kind, name, f"{info.group_resource.group}/{info.version}", namespace)
+            if len(self._refs) > 100_000:
+                self._refs.clear()
+            self._refs[key] = ref
+        return ref
 
     async def get_by_name(self, resource: str, namespace: str, name: str, metric: str,
                           metric_selector: Selector) -> CustomValue:
@@ -104,7 +113,8 @@ class CustomMetricsProvider:
         result = await self._query(promql, policy)
         if cluster_wide:
             ns_label = namer.namespace_label()
-            if any(ns_label not in s.labels for s in result.samples):
+            index = self._index.get(result, ns_label, namer.resource_label(info.group_resource))
+            if "" in index:  # some samples carry no namespace label
                 log.info("rule drops the namespace label when grouped cluster-wide; using per-namespace "
                          "queries for it", extra={"rule": namer.where})
                 self._not_cluster_groupable.add(namer.where)
@@ -128,6 +138,14 @@ class CustomMetricsProvider:
             if policy.missing != "lastKnown" or names is None:
                 raise
             result = None  # Prometheus failed: lastKnown may still answer
+        memo_key = (namer.where, gr, namespace, tuple(names) if names is not None else None, metric,
+                    metric_selector.raw)
+        if result is not None:
+            hit = self._memo.get(memo_key)
+            if hit is not None and hit[0] is result:
+                self._memo.move_to_end(memo_key)
+                self.freshness.observe_ages(hit[2])
+                return hit[1]
         now = self.freshness.clock()
         by_name: dict[str, tuple[float, float]] = {}
         if result is not None:
@@ -140,16 +158,27 @@ class CustomMetricsProvider:
         sel = metric_selector if not metric_selector.empty else None
         out: list[CustomValue] = []
         remember = policy.missing == "lastKnown"
+        substituted = False
+        ages: dict[float, int] = {}
         for name in wanted:
-            key = (metric, gr, namespace, name, metric_selector.raw)
             found: tuple[float, float] | None = by_name.get(name)
+            key = (metric, gr, namespace, name, metric_selector.raw)
             if found is None:
                 found = self._missing(key, policy, result)
                 if found is None:
                     continue
-            else:
-                self.freshness.served(key, found[0], found[1], remember)
+                substituted = True
+            elif remember:
+                self.freshness.store.put(key, found[0], found[1])
+            ages[found[1]] = ages.get(found[1], 0) + 1
             out.append(CustomValue(self._ref(info, namespace, name), metric, found[1], found[0], sel))
+        self.freshness.observe_ages(ages)
+        if result is not None and not substituted:
+            # the same request shape over the same result object answers with the same list (and the
+            # api layer with the same bytes) until the result is replaced
+            self._memo[memo_key] = (result, out, ages)
+            if len(self._memo) > 4096:
+                self._memo.popitem(last=False)
         return out
 
     def _missing(self, key: tuple[str, ...], policy: Policy, result: QueryResult | None) -> tuple[float, float] | None:

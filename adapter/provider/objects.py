@@ -53,10 +53,12 @@ class KsmObjectResolver:
     def __init__(self, runner: QueryRunner) -> None:
         self._runner = runner
         self._memo: tuple[QueryResult, dict[str, list[tuple[str, dict[str, str]]]]] | None = None
+        self._names: dict[tuple[str, str], list[str]] = {}  # for the current result only
 
     def _pods(self, result: QueryResult) -> dict[str, list[tuple[str, dict[str, str]]]]:
         if self._memo is not None and self._memo[0] is result:
             return self._memo[1]
+        self._names = {}
         by_ns: dict[str, list[tuple[str, dict[str, str]]]] = {}
         for s in result.samples:
             ns, pod = s.labels.get("namespace", ""), s.labels.get("pod", "")
@@ -76,11 +78,17 @@ class KsmObjectResolver:
             if r.operator in ("gt", "lt"):
                 raise NotImplementedYet(f"label selector operator {r.operator!r} cannot be resolved from "
                                         "kube-state-metrics without a cluster")
-        sanitized = sanitize_selector(selector)
         result = await self._runner.run(self.QUERY)
-        pods = self._pods(result).get(namespace, []) if namespace else \
-            [p for ps in self._pods(result).values() for p in ps]
-        return sorted({pod for pod, labels in pods if sanitized.matches(labels)})
+        by_ns = self._pods(result)
+        key = (namespace, selector.raw)
+        names = self._names.get(key)
+        if names is None:
+            sanitized = sanitize_selector(selector)
+            pods = by_ns.get(namespace, []) if namespace else [p for ps in by_ns.values() for p in ps]
+            names = sorted({pod for pod, labels in pods if sanitized.matches(labels)})
+            if len(self._names) < 10000:
+                self._names[key] = names
+        return names
 
     async def exists(self, info: ResourceInfo, namespace: str, name: str) -> bool | None:
         return None

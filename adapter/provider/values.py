@@ -46,7 +46,7 @@ class Freshness:
     """Remembers served values for ``lastKnown`` and reports the age of every value served."""
 
     def __init__(self, store: LastKnownStore[tuple[str, ...]], max_value_age: float,
-                 clock: Callable[[], float], on_age: Callable[[float], None] | None = None) -> None:
+                 clock: Callable[[], float], on_age: Callable[[float, int], None] | None = None) -> None:
         self.store = store
         self.max_value_age = max_value_age
         self.clock = clock
@@ -56,7 +56,13 @@ class Freshness:
         if remember:
             self.store.put(key, value, ts)
         if self._on_age:
-            self._on_age(max(0.0, self.clock() - ts))
+            self._on_age(max(0.0, self.clock() - ts), 1)
+
+    def observe_ages(self, ts_counts: dict[float, int]) -> None:
+        if self._on_age:
+            now = self.clock()
+            for ts, count in ts_counts.items():
+                self._on_age(max(0.0, now - ts), count)
 
     def last_known(self, key: tuple[str, ...], policy: Policy) -> tuple[float, float] | None:
         return self.store.get(key, self.clock(), min(policy.max_age, self.max_value_age))

@@ -76,3 +76,19 @@ def test_discovery_never_empty_and_scopes_consistent() -> None:
     svc = GroupResource("", "services")
     doc = custom_resource_list("v1beta2", [CustomMetricInfo(svc, True, "a"), CustomMetricInfo(svc, False, "b")])
     assert [r["name"] for r in doc["resources"]] == ["services/a"]  # type: ignore[index]
+
+
+def test_fast_encoder_is_byte_identical_and_memoizes() -> None:
+    ns = ObjectRef("Namespace", "default", "/v1")
+    values = [
+        CustomValue(POD, "gpu_util", 1724235330.7, 87.5),
+        CustomValue(POD, "gpu_util", 1724235330, 1.005, parse_selector("gpu in (a,b),!mig"), 60),
+        CustomValue(ns, 'we"ird<&>', 0, -1.5, parse_selector("x=y")),
+        CustomValue(ObjectRef("Pod", "p\u00e9", "/v1", "n"), "m", 1, 2e15),
+    ]
+    enc = wire.FastEncoder()
+    for version in ("v1beta1", "v1beta2"):
+        fast = enc.custom(version, values)
+        assert fast == wire.dumps(wire.custom_list(version, values))
+        assert enc.custom(version, values) is fast  # same list object -> same bytes, no re-encoding
+    assert enc.custom("v1beta2", []) == wire.dumps(wire.custom_list("v1beta2", []))
