@@ -13,6 +13,9 @@ import re
 from dataclasses import dataclass
 from urllib.parse import parse_qs, unquote
 
+from adapter.errors import BadRequest
+from adapter.naming.selectors import parse_selector
+
 _API_PREFIXES = frozenset({"api", "apis"})
 _GROUPLESS_PREFIXES = frozenset({"api"})
 _SPECIAL_VERBS = frozenset({"proxy", "watch"})
@@ -125,81 +128,13 @@ class SelectorError(ValueError):
     """The selector text does not parse (Go would return an error)."""
 
 
-def _valid_key(key: str) -> bool:
-    if key in ("in", "notin"):
-        return False
-    prefix, sep, name = key.rpartition("/")
-    if sep and (not prefix or len(prefix) > 253 or not _PREFIX.match(prefix)):
-        return False
-    return len(name) <= 63 and bool(_NAME.match(name))
-
-
-def _valid_value(value: str) -> bool:
-    return value == "" or (len(value) <= 63 and bool(_NAME.match(value)))
-
-
 def parse_label_selector(text: str) -> list[tuple[str, str, list[str]]]:
-    """``labels.Parse``: -> sorted-by-key [(key, op, values)], op in = == != in notin exists ! gt lt."""
-    tokens = _TOKEN.findall(text)
-    if "".join(tokens).replace(" ", "") != re.sub(r"\s+", "", text):
-        raise SelectorError(f"unable to parse requirement: {text!r}")
-    reqs: list[tuple[str, str, list[str]]] = []
-    i = 0
-
-    def take() -> str:
-        nonlocal i
-        if i >= len(tokens):
-            raise SelectorError("found '', expected: identifier")
-        i += 1
-        tok: str = tokens[i - 1]
-        return tok
-
-    while i < len(tokens):
-        tok = take()
-        if tok == "!":
-            key = take()
-            if not _valid_key(key):
-                raise SelectorError(f"invalid label key {key!r}")
-            reqs.append((key, "!", []))
-        else:
-            key = tok
-            if not _valid_key(key):
-                raise SelectorError(f"invalid label key {key!r}")
-            if i >= len(tokens) or tokens[i] == ",":
-                reqs.append((key, "exists", []))
-            else:
-                op = take()
-                if op in ("=", "==", "!="):
-                    value = tokens[i] if i < len(tokens) and tokens[i] != "," else ""
-                    if value:
-                        i += 1
-                    reqs.append((key, op, [value]))
-                elif op in ("in", "notin"):
-                    if take() != "(":
-                        raise SelectorError("found '', expected: '('")
-                    values: list[str] = []
-                    while True:
-                        v = take()
-                        if v == ")":
-                            break
-                        if v == ",":
-                            continue
-                        values.append(v)
-                    reqs.append((key, op, sorted(set(values))))
-                elif op in (">", "<"):
-                    reqs.append((key, "gt" if op == ">" else "lt", [take()]))
-                else:
-                    raise SelectorError(f"found {op!r}, expected: in, notin, =, ==, !=, gt, lt")
-            for _, _, vals in reqs[-1:]:
-                if any(not _valid_value(v) for v in vals):
-                    raise SelectorError(f"invalid label value in {key!r}")
-        if i < len(tokens):
-            if tokens[i] != ",":
-                raise SelectorError(f"found {tokens[i]!r}, expected: ','")
-            i += 1
-            if i >= len(tokens):
-                raise SelectorError("found '', expected: identifier after ','")
-    return sorted(reqs, key=lambda r: r[0])
+    """(key, operator, values) per requirement, sorted by key, as ``labels.Parse`` reads them."""
+    try:
+        selector = parse_selector(text)
+    except BadRequest as e:
+        raise SelectorError(e.message) from e
+    return [(r.key, r.operator, list(r.values)) for r in selector.requirements]
 
 
 def parse_field_selector(text: str) -> list[tuple[str, str, str]]:

@@ -40,6 +40,8 @@ def _tokens(text: str) -> list[str]:
 
 
 def _check_key(key: str) -> None:
+    if key in ("in", "notin"):  # keywords to Go's lexer, never identifiers
+        raise BadRequest(f"found '{key}', expected: !, identifier, or 'end of string'")
     if not _KEY_RE.match(key) or len(key.rpartition("/")[0]) > 253:
         raise BadRequest(
             f"unable to parse requirement: values[0][{key}]: Invalid value: {key!r}: name part must consist of "

@@ -13,7 +13,6 @@ from collections.abc import Sequence
 
 from adapter.errors import NotImplementedYet
 from adapter.model import QueryResult, Requirement, ResourceInfo, Selector
-from adapter.naming.selectors import match_values, quote
 from adapter.provider.runner import QueryRunner
 
 _SANITIZE = re.compile(r"[^a-zA-Z0-9_]")
@@ -21,25 +20,6 @@ _SANITIZE = re.compile(r"[^a-zA-Z0-9_]")
 
 def ksm_label(key: str) -> str:
     return "label_" + _SANITIZE.sub("_", key)
-
-
-def ksm_pod_selector_query(namespace: str, selector: Selector) -> str:
-    """PromQL over kube_pod_labels selecting the pods that match ``selector`` (values escaped)."""
-    exprs = [f"namespace={quote(namespace)}"] if namespace else []
-    for r in selector.requirements:
-        name = ksm_label(r.key)
-        if r.operator in ("=", "in"):
-            exprs.append(match_values(name, r.values))
-        elif r.operator in ("!=", "notin"):
-            exprs.append(match_values(name, r.values, negate=True))
-        elif r.operator == "exists":
-            exprs.append(f'{name}!=""')
-        elif r.operator == "!":
-            exprs.append(f'{name}=""')
-        else:
-            raise NotImplementedYet(f"label selector operator {r.operator!r} cannot be resolved from "
-                                    "kube-state-metrics without a cluster")
-    return "max by (namespace, pod) (kube_pod_labels{" + ",".join(exprs) + "})"
 
 
 class KsmObjectResolver:

@@ -40,6 +40,16 @@ class SeriesIndex:
         return self.custom.get((gr, namespaced, metric))
 
 
+def _named(namer: MetricNamer, series_list: list[Mapping[str, str]]) -> Iterable[tuple[str, str, Mapping[str, str]]]:
+    """(series name, metric name, labels) of the series this rule accepts."""
+    for labels in series_list:
+        name = labels.get("__name__", "")
+        if name and namer.accepts(name):
+            metric = namer.metric_name(name)
+            if metric:
+                yield name, metric, labels
+
+
 def build_index(custom: Iterable[tuple[MetricNamer, list[Mapping[str, str]]]],
                 external: Iterable[tuple[MetricNamer, list[Mapping[str, str]]]]) -> SeriesIndex:
     """Apply each rule's filters and naming to the series its seriesQuery returned."""
@@ -47,13 +57,7 @@ def build_index(custom: Iterable[tuple[MetricNamer, list[Mapping[str, str]]]],
     e: dict[str, Entry] = {}
     count = 0
     for namer, series_list in custom:
-        for labels in series_list:
-            name = labels.get("__name__", "")
-            if not name or not namer.accepts(name):
-                continue
-            metric = namer.metric_name(name)
-            if not metric:
-                continue
+        for name, metric, labels in _named(namer, series_list):
             count += 1
             resources, namespaced = namer.converter.resources_for_series(labels.keys())
             for gr in resources:
@@ -69,14 +73,7 @@ def build_index(custom: Iterable[tuple[MetricNamer, list[Mapping[str, str]]]],
                     log.debug("metric %s for %s already defined by %s; %s ignored",
                               metric, gr, c[key].namer.where, namer.where)
     for namer, series_list in external:
-        for labels in series_list:
-            name = labels.get("__name__", "")
-            if not name or not namer.accepts(name):
-                continue
-            metric = namer.metric_name(name)
-            if not metric:
-                continue
+        for name, metric, _labels in _named(namer, series_list):
             count += 1
-            if metric not in e:
-                e[metric] = Entry(namer, name)
+            e.setdefault(metric, Entry(namer, name))
     return SeriesIndex(c, e, count)

@@ -10,10 +10,9 @@ from pathlib import Path
 import pytest
 
 from tests.support.adapter import Adapter, adapter
-from tests.support.procs import free_port, python_module, running
-from tests.support.prometheus import Prometheus, prometheus
+from tests.support.prometheus import Prometheus
+from tests.support.stack import ROOT, exporter_and_prometheus
 
-ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "tests" / "data" / "rules.yaml"
 
 SERIES: list[dict[str, object]] = [
@@ -49,13 +48,7 @@ class Stack:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("stack")
-    series_file = tmp / "series.json"
-    series_file.write_text(json.dumps(SERIES))
-    port = free_port()
-    with running(python_module("tests.support.exporter", "--port", str(port), "--file", str(series_file)),
-                 tmp / "exporter.log", env={"PYTHONPATH": str(ROOT)}), \
-            prometheus(tmp, [f"127.0.0.1:{port}"]) as prom:
-        prom.wait_for("gpu_util", min_results=5)
+    with exporter_and_prometheus(tmp, SERIES, min_results=5) as (series_file, prom):
         prom.wait_for("cluster_queue_depth")
         time.sleep(1.5)  # let the rate() window see two samples of http_requests_total
         with adapter(tmp, prom.url, "--config", str(RULES), "--cache-ttl", "0") as ad:

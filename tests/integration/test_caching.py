@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from tests.support.adapter import Adapter, adapter
-from tests.support.procs import free_port, python_module, running
-from tests.support.prometheus import Prometheus, prometheus
+from tests.support.prometheus import Prometheus
 from tests.support.proxy import Proxy, counting_proxy
+from tests.support.stack import exporter_and_prometheus, get_ok
 
 ROOT = Path(__file__).resolve().parents[2]
 POLICIES = ROOT / "tests" / "data" / "policies.yaml"
@@ -41,26 +41,10 @@ class Env:
 
 @pytest.fixture
 def env(tmp_path: Path) -> Iterator[Env]:
-    file = tmp_path / "series.json"
-    file.write_text(json.dumps(series()))
-    port = free_port()
-    with running(python_module("tests.support.exporter", "--port", str(port), "--file", str(file)),
-                 tmp_path / "exporter.log", env={"PYTHONPATH": str(ROOT)}), \
-            prometheus(tmp_path, [f"127.0.0.1:{port}"]) as prom, counting_proxy(prom.url) as proxy:
-        prom.wait_for("gpu_util", min_results=20)
+    with exporter_and_prometheus(tmp_path, series(), min_results=20) as (file, prom), \
+            counting_proxy(prom.url) as proxy:
         prom.wait_for("policy_metric")
         yield Env(tmp_path, file, prom, proxy)
-
-
-def get_ok(ad: Adapter, path: str) -> dict[str, object]:
-    deadline = time.monotonic() + 20
-    status, doc = 0, {}
-    while time.monotonic() < deadline:
-        status, doc, _ = ad.get(path)
-        if status == 200:
-            return doc
-        time.sleep(0.2)
-    raise AssertionError((status, doc))
 
 
 def test_concurrent_identical_requests_cost_one_query(env: Env) -> None:

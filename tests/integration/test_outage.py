@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 
 from tests.integration.conftest import ROOT, RULES, SERIES
-from tests.support.adapter import Adapter, adapter
+from tests.support.adapter import adapter
 from tests.support.procs import free_port, python_module, running
 from tests.support.prometheus import Prometheus, prometheus
 from tests.support.proxy import counting_proxy
+from tests.support.stack import exporter_and_prometheus, get_ok
 
 CM2 = "/apis/custom.metrics.k8s.io/v1beta2"
 P1 = f"{CM2}/namespaces/ns1/pods/p1/gpu_utilization"
@@ -21,25 +22,8 @@ P1 = f"{CM2}/namespaces/ns1/pods/p1/gpu_utilization"
 
 @pytest.fixture
 def prom(tmp_path: Path) -> Iterator[Prometheus]:
-    series_file = tmp_path / "series.json"
-    series_file.write_text(json.dumps(SERIES))
-    port = free_port()
-    with running(python_module("tests.support.exporter", "--port", str(port), "--file", str(series_file)),
-                 tmp_path / "exporter.log", env={"PYTHONPATH": str(ROOT)}), \
-            prometheus(tmp_path, [f"127.0.0.1:{port}"]) as p:
-        p.wait_for("gpu_util", min_results=5)
+    with exporter_and_prometheus(tmp_path, SERIES, min_results=5) as (_, p):
         yield p
-
-
-def wait_ok(ad: Adapter, path: str) -> None:
-    deadline = time.monotonic() + 20
-    status, doc = 0, {}
-    while time.monotonic() < deadline:
-        status, doc, _ = ad.get(path)
-        if status == 200:
-            return
-        time.sleep(0.2)
-    raise AssertionError((status, doc))
 
 
 def test_not_ready_until_first_relist(tmp_path: Path) -> None:
@@ -62,7 +46,7 @@ def test_prometheus_process_stopped(tmp_path: Path) -> None:
         try:
             p.wait_for("gpu_util", min_results=5)
             with adapter(tmp_path, p.url, "--config", str(RULES), "--cache-ttl", "0") as ad:
-                wait_ok(ad, P1)
+                get_ok(ad, P1)
                 prom_cm.__exit__(None, None, None)  # stop the real Prometheus process
                 status, doc, _ = ad.get(P1)
                 assert status == 503, doc
@@ -77,7 +61,7 @@ def test_hanging_prometheus_gets_503_at_the_request_timeout(tmp_path: Path, prom
     with counting_proxy(prom.url) as proxy, \
             adapter(tmp_path, proxy.url, "--config", str(RULES), "--cache-ttl", "0", "--request-timeout", "2s",
                     "--prometheus-timeout", "30s") as ad:
-        wait_ok(ad, P1)
+        get_ok(ad, P1)
         proxy.stall = 20
         start = time.monotonic()
         status, doc, _ = ad.get(P1)

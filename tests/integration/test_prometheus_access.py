@@ -3,44 +3,25 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from adapter.backends.prometheus import PrometheusBackend, PrometheusConfig
-from tests.integration.conftest import ROOT, RULES, SERIES
-from tests.support.adapter import Adapter, adapter
-from tests.support.procs import free_port, python_module, running
-from tests.support.prometheus import Prometheus, prometheus
+from tests.integration.conftest import RULES, SERIES
+from tests.support.adapter import adapter
+from tests.support.prometheus import Prometheus
 from tests.support.proxy import counting_proxy
+from tests.support.stack import exporter_and_prometheus, get_ok
 
 P1 = "/apis/custom.metrics.k8s.io/v1beta2/namespaces/ns1/pods/p1/gpu_utilization"
 
 
 @pytest.fixture(scope="module")
 def prom(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
-    tmp = tmp_path_factory.mktemp("access")
-    series_file = tmp / "series.json"
-    series_file.write_text(json.dumps(SERIES))
-    port = free_port()
-    with running(python_module("tests.support.exporter", "--port", str(port), "--file", str(series_file)),
-                 tmp / "exporter.log", env={"PYTHONPATH": str(ROOT)}), \
-            prometheus(tmp, [f"127.0.0.1:{port}"]) as p:
-        p.wait_for("gpu_util", min_results=5)
+    with exporter_and_prometheus(tmp_path_factory.mktemp("access"), SERIES, min_results=5) as (_, p):
         yield p
-
-
-def get_ok(ad: Adapter, path: str) -> dict[str, object]:
-    deadline = time.monotonic() + 20
-    status, doc = 0, {}
-    while time.monotonic() < deadline:
-        status, doc, _ = ad.get(path)
-        if status == 200:
-            return doc
-        time.sleep(0.2)
-    raise AssertionError((status, doc))
 
 
 def test_post_verb_headers_and_token_rotation(tmp_path: Path, prom: Prometheus) -> None:
