@@ -111,13 +111,14 @@ class FastEncoder:
     time per query), so each is encoded once; a whole body is remembered per values list (the
     provider returns the same list object for the same request over the same query result)."""
 
-    def __init__(self, max_fragments: int = 200_000, max_bodies: int = 1024) -> None:
+    def __init__(self, max_fragments: int = 50_000, max_body_bytes: int = 16 * 1024 * 1024) -> None:
         self._refs: dict[ObjectRef, str] = {}
         self._ts: dict[int, str] = {}
         self._qty: dict[int, str] = {}
         self._max = max_fragments
         self._bodies: dict[tuple[int, str], tuple[Sequence[CustomValue], bytes]] = {}
-        self._max_bodies = max_bodies
+        self._body_bytes = 0
+        self._max_body_bytes = max_body_bytes
 
     def _ref(self, ref: ObjectRef) -> str:
         s = self._refs.get(ref)
@@ -151,9 +152,13 @@ class FastEncoder:
         if hit is not None and hit[0] is values:
             return hit[1]
         body = self._encode(version, values)
-        if len(self._bodies) >= self._max_bodies:
-            self._bodies.pop(next(iter(self._bodies)))
-        self._bodies[key] = (values, body)
+        if hit is not None:  # same id, another (dead) list: replace
+            self._body_bytes -= len(self._bodies.pop(key)[1])
+        while self._bodies and self._body_bytes + len(body) > self._max_body_bytes:
+            self._body_bytes -= len(self._bodies.pop(next(iter(self._bodies)))[1])
+        if len(body) <= self._max_body_bytes:
+            self._bodies[key] = (values, body)
+            self._body_bytes += len(body)
         return body
 
     def _encode(self, version: str, values: Sequence[CustomValue]) -> bytes:

@@ -19,6 +19,8 @@ log = logging.getLogger(__name__)
 
 # above this many names, one namespace-wide query filtered in-process replaces a long =~ alternation
 MAX_NAMES_IN_QUERY = 100
+# bound of the per-request-shape memo, in items held (each about 100 bytes)
+MEMO_MAX_ITEMS = 100_000
 
 
 class CustomMetricsProvider:
@@ -36,6 +38,7 @@ class CustomMetricsProvider:
         self._index = ResultIndex()
         self._memo: OrderedDict[tuple[object, ...], tuple[QueryResult, list[CustomValue], dict[float, int]]] = \
             OrderedDict()
+        self._memo_items = 0
         self._refs: dict[tuple[str, str, str], ObjectRef] = {}
 
     def list_metrics(self) -> list[CustomMetricInfo]:
@@ -176,9 +179,13 @@ class CustomMetricsProvider:
         if result is not None and not substituted:
             # the same request shape over the same result object answers with the same list (and the
             # api layer with the same bytes) until the result is replaced
+            old = self._memo.pop(memo_key, None)
+            if old is not None:
+                self._memo_items -= len(old[1])
             self._memo[memo_key] = (result, out, ages)
-            if len(self._memo) > 4096:
-                self._memo.popitem(last=False)
+            self._memo_items += len(out)
+            while self._memo_items > MEMO_MAX_ITEMS or len(self._memo) > 4096:
+                self._memo_items -= len(self._memo.popitem(last=False)[1][1])
         return out
 
     def _missing(self, key: tuple[str, ...], policy: Policy, result: QueryResult | None) -> tuple[float, float] | None:

@@ -92,3 +92,11 @@ def test_fast_encoder_is_byte_identical_and_memoizes() -> None:
         assert fast == wire.dumps(wire.custom_list(version, values))
         assert enc.custom(version, values) is fast  # same list object -> same bytes, no re-encoding
     assert enc.custom("v1beta2", []) == wire.dumps(wire.custom_list("v1beta2", []))
+
+
+def test_fast_encoder_body_memo_is_bounded_by_bytes() -> None:
+    enc = wire.FastEncoder(max_body_bytes=2000)
+    lists = [[CustomValue(ObjectRef("Pod", f"p{i}-{j}", "/v1", "ns"), "m", 0, 1) for j in range(5)] for i in range(50)]
+    for values in lists:
+        enc.custom("v1beta2", values)
+        assert enc._body_bytes <= 2000  # noqa: SLF001 - the bound is the behaviour under test
