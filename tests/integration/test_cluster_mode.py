@@ -171,8 +171,9 @@ def test_health_without_client_certificate(cluster: Cluster) -> None:
 
 def test_unknown_resource_is_404_from_discovery(cluster: Cluster) -> None:
     with cluster.client() as c:
-        r = get_until_200(c, "/apis/custom.metrics.k8s.io/v1beta2/namespaces/ns1/widgets/w/gpu_utilization",
-                          hpa_headers())
+        assert get_until_200(c, PODS_URL, hpa_headers()).status_code == 200  # discovery loaded
+        r = c.get("/apis/custom.metrics.k8s.io/v1beta2/namespaces/ns1/widgets/w/gpu_utilization",
+                  headers=hpa_headers())
     assert r.status_code == 404 and r.json()["reason"] == "NotFound"
 
 
