@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from adapter.api.security import build_security
-from adapter.api.tlsproto import build_server_ssl_context, tls_extension, tls_protocol_class
+from adapter.api.tlsproto import TLSH11Protocol, build_server_ssl_context, tls_extension, tls_protocol_class
 from adapter.backends.kubernetes import KubeClients, connect
 from adapter.settings import Settings
 from tests.fakekube import FakeKube
@@ -59,17 +59,21 @@ def flag_settings(pki: Pki, **kw: Any) -> Settings:
     return replace(base, **kw)
 
 
-def serve(pki: Pki, settings: Settings, kube: KubeClients | None) -> SecureServer:
+def serve(pki: Pki, settings: Settings, kube: KubeClients | None,
+          protocol: type[Any] = TLSH11Protocol) -> SecureServer:
     authn, authz = build_security(settings, kube.auth if kube else None)
     ca_pems = asyncio.run(authn.trust_bundle())
     ctx = build_server_ssl_context(str(pki.cert("serving")), str(pki.key("serving")), ca_pems)
     authn.attach_ssl_context(ctx)
-    return SecureServer(pki, ctx, authn, authz)
+    return SecureServer(pki, ctx, authn, authz, protocol=protocol)
 
 
-@pytest.fixture
-def server(pki: Pki, kube: KubeClients) -> Iterator[SecureServer]:
-    with serve(pki, flag_settings(pki), kube) as srv:
+@pytest.fixture(params=["h11", "httptools"])
+def server(request: pytest.FixtureRequest, pki: Pki, kube: KubeClients) -> Iterator[SecureServer]:
+    # both protocol classes serve the real adapter: h11 always, httptools (what serve picks) when installed
+    protocol = TLSH11Protocol if request.param == "h11" else tls_protocol_class()
+    assert request.param == "h11" or protocol.__name__ == "TLSHttpToolsProtocol", "pip install httptools"
+    with serve(pki, flag_settings(pki), kube, protocol) as srv:
         yield srv
 
 
