@@ -99,4 +99,4 @@ def test_fast_encoder_body_memo_is_bounded_by_bytes() -> None:
     lists = [[CustomValue(ObjectRef("Pod", f"p{i}-{j}", "/v1", "ns"), "m", 0, 1) for j in range(5)] for i in range(50)]
     for values in lists:
         enc.custom("v1beta2", values)
-        assert enc._body_bytes <= 2000  # noqa: SLF001 - the bound is the behaviour under test
+        assert enc._body_bytes <= 2000
