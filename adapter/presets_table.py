@@ -19,8 +19,16 @@ def unit_of(metric: str) -> str:
     return "count"
 
 
+_SELECTOR = re.compile(r"\b([A-Za-z_:][A-Za-z0-9_:]*)\s*[{\[]")
+
+
 def _series(rule: DiscoveryRule) -> str:
     m = rule.name.matches.strip("^$")
+    if m.startswith("kube_"):
+        # discovered through kube-state-metrics (e.g. the Neuron join): show the source series instead
+        named = [x for x in dict.fromkeys(_SELECTOR.findall(rule.metrics_query)) if not x.startswith("kube_")]
+        if named:
+            return ",".join(named)
     if m and re.fullmatch(r"[A-Za-z0-9_:]+", m):
         return m
     return rule.series_query
