@@ -115,7 +115,7 @@ class Sample:
     timestamp: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, weakref_slot=True)
 class QueryResult:
     """The outcome of one instant query: its samples and the evaluation time used."""
 

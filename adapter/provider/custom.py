@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
@@ -36,8 +37,10 @@ class CustomMetricsProvider:
         # rules whose query drops the namespace label when grouped cluster-wide: per-namespace queries
         self._not_cluster_groupable: set[str] = set()
         self._index = ResultIndex()
-        self._memo: OrderedDict[tuple[object, ...], tuple[QueryResult, list[CustomValue], dict[float, int]]] = \
-            OrderedDict()
+        # per request shape: the values answered over a result object (held weakly: an entry whose
+        # result the query cache has dropped can never hit again and is evicted like any other)
+        self._memo: OrderedDict[tuple[object, ...],
+                                tuple[weakref.ref[QueryResult], list[CustomValue], dict[float, int]]] = OrderedDict()
         self._memo_items = 0
         self._refs: dict[tuple[str, str, str], ObjectRef] = {}
 
@@ -145,7 +148,7 @@ class CustomMetricsProvider:
                     metric_selector.raw)
         if result is not None:
             hit = self._memo.get(memo_key)
-            if hit is not None and hit[0] is result:
+            if hit is not None and hit[0]() is result:
                 self._memo.move_to_end(memo_key)
                 self.freshness.observe_ages(hit[2])
                 return hit[1]
@@ -182,11 +185,20 @@ class CustomMetricsProvider:
             old = self._memo.pop(memo_key, None)
             if old is not None:
                 self._memo_items -= len(old[1])
-            self._memo[memo_key] = (result, out, ages)
+            ref = weakref.ref(result)
+            self._memo[memo_key] = (ref, out, ages)
             self._memo_items += len(out)
+            weakref.finalize(result, self._forget, memo_key, ref)
             while self._memo_items > MEMO_MAX_ITEMS or len(self._memo) > 4096:
                 self._memo_items -= len(self._memo.popitem(last=False)[1][1])
         return out
+
+    def _forget(self, key: tuple[object, ...], ref: weakref.ref[QueryResult]) -> None:
+        """The result behind a memo entry is gone: drop the entry (unless it was replaced since)."""
+        entry = self._memo.get(key)
+        if entry is not None and entry[0] is ref:
+            del self._memo[key]
+            self._memo_items -= len(entry[1])
 
     def _missing(self, key: tuple[str, ...], policy: Policy, result: QueryResult | None) -> tuple[float, float] | None:
         if policy.missing == "zero" and result is not None:
@@ -199,18 +211,16 @@ class CustomMetricsProvider:
 class ResultIndex:
     """Query results split by (namespace label, object label), computed once per result object.
 
-    Keeps the last few results alive so their ``id`` cannot be reused while indexed."""
+    Entries hold the result weakly and disappear with it: the index never keeps a result alive
+    after the query cache has dropped it."""
 
-    def __init__(self, size: int = 512) -> None:
-        self._size = size
-        self._memo: OrderedDict[tuple[int, str, str], tuple[QueryResult, dict[str, dict[str, Sample]]]] = \
-            OrderedDict()
+    def __init__(self) -> None:
+        self._memo: dict[tuple[int, str, str], tuple[weakref.ref[QueryResult], dict[str, dict[str, Sample]]]] = {}
 
     def get(self, result: QueryResult, ns_label: str, label: str) -> dict[str, dict[str, Sample]]:
         key = (id(result), ns_label, label)
         hit = self._memo.get(key)
-        if hit is not None and hit[0] is result:
-            self._memo.move_to_end(key)
+        if hit is not None and hit[0]() is result:
             return hit[1]
         index: dict[str, dict[str, Sample]] = {}
         for s in result.samples:
@@ -219,10 +229,12 @@ class ResultIndex:
                 continue
             ns = s.labels.get(ns_label, "") if ns_label else ""
             index.setdefault(ns, {}).setdefault(obj, s)  # first sample wins, as before
-        self._memo[key] = (result, index)
-        if len(self._memo) > self._size:
-            self._memo.popitem(last=False)
+        self._memo[key] = (weakref.ref(result), index)
+        weakref.finalize(result, self._memo.pop, key, None)
         return index
+
+    def __len__(self) -> int:
+        return len(self._memo)
 
 
 def policies(default: Policy) -> Callable[[MetricNamer], Policy]:

@@ -1,0 +1,86 @@
+"""The provider over an in-process query function (our own seam): memo lifetime and cluster-wide mapping."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import time
+
+from adapter.cache import LastKnownStore
+from adapter.model import QueryResult, Sample, Selector
+from adapter.naming.query import MetricNamer
+from adapter.naming.resources import StaticResourceMapper
+from adapter.naming.selectors import parse_selector
+from adapter.provider.custom import CustomMetricsProvider, policies
+from adapter.provider.discovery import Relister
+from adapter.provider.objects import KsmObjectResolver
+from adapter.provider.registry import build_index
+from adapter.provider.runner import QueryRunner
+from adapter.provider.values import Freshness, Policy
+from adapter.rules import SourcedRule, parse_rules_text
+
+RULE = """rules:
+- seriesQuery: 'gpu_util{namespace!="",pod!=""}'
+  resources: {overrides: {namespace: {resource: namespace}, pod: {resource: pod}}}
+  name: {matches: "^gpu_util$", as: "gpu"}
+  metricsQuery: 'avg(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)'
+"""
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make(clock: Clock) -> tuple[CustomMetricsProvider, list[str]]:
+    sent: list[str] = []
+    mapper = StaticResourceMapper()
+    rf = parse_rules_text(RULE, "t.yaml")
+    namer = MetricNamer.compile(SourcedRule(rf.rules[0], "t.yaml", "rules", 0), mapper)
+    relister = Relister([namer], [], None, 60, 60)  # type: ignore[arg-type]
+    relister.index = build_index([(namer, [{"__name__": "gpu_util", "namespace": "a", "pod": "p"}])], [])
+
+    async def query(promql: str) -> QueryResult:
+        sent.append(promql)
+        now = time.time()
+        if "kube_pod_labels" in promql:
+            return QueryResult(tuple(Sample({"namespace": ns, "pod": f"p{i}", "label_app": "x"}, 1, now)
+                                     for ns in ("a", "b") for i in range(3)), now)
+        return QueryResult(tuple(Sample({"namespace": ns, "pod": f"p{i}"}, 10 * i + (ns == "b"), now)
+                                 for ns in ("a", "b") for i in range(3)), now)
+
+    runner = QueryRunner(query, ttl=15, max_entries=100, clock=clock)
+    fresh = Freshness(LastKnownStore(max_entries=100), 300, time.time)
+    return CustomMetricsProvider(relister, mapper, KsmObjectResolver(runner), runner, fresh,
+                                 policies(Policy())), sent
+
+
+def test_one_cluster_wide_query_answers_every_namespace_and_memo_follows_the_result() -> None:
+    clock = Clock()
+    provider, sent = make(clock)
+    sel = parse_selector("app=x")
+
+    async def scenario() -> None:
+        a = await provider.get_by_selector("pods", "a", sel, "gpu", Selector())
+        b = await provider.get_by_selector("pods", "b", sel, "gpu", Selector())
+        assert [(v.described.name, v.value) for v in a] == [("p0", 0), ("p1", 10), ("p2", 20)]
+        assert [(v.described.name, v.value) for v in b] == [("p0", 1), ("p1", 11), ("p2", 21)]
+        assert sent == ['kube_pod_labels{namespace!="",pod!=""}',
+                        'avg(gpu_util{pod!=""}) by (namespace,pod)']
+        again = await provider.get_by_selector("pods", "a", sel, "gpu", Selector())
+        assert again is a  # same request over the same result: the memoized list
+        # the cache drops the result: the memo entry goes with it, nothing keeps it alive
+        clock.now += 100
+        provider.runner.cache.clear()
+        for _ in range(3):  # let the loop drop its finished futures
+            await asyncio.sleep(0)
+        gc.collect()
+        assert len(provider._memo) == 0
+        assert len(provider._index) == 0
+        fresh = await provider.get_by_selector("pods", "a", sel, "gpu", Selector())
+        assert fresh is not a and [v.value for v in fresh] == [0, 10, 20]
+
+    asyncio.run(scenario())
