@@ -19,7 +19,7 @@ PODS = ResourceInfo(GroupResource("", "pods"), "Pod", "pod", "v1", True)
 NODES = ResourceInfo(GroupResource("", "nodes"), "Node", "node", "v1", False)
 
 
-def wait_until(pred: Callable[[], bool], timeout: float = 5.0, what: str = "condition") -> None:
+def wait_until(pred: Callable[[], bool], timeout: float = 20.0, what: str = "condition") -> None:
     deadline = time.monotonic() + timeout
     while not pred():
         if time.monotonic() > deadline:
