@@ -23,6 +23,7 @@ from adapter.backends.kubernetes import connect
 from adapter.backends.prometheus import PrometheusBackend, PrometheusConfig
 from adapter.cache import LastKnownStore
 from adapter.errors import ConfigError
+from adapter.memory import tls_read_buffer, tune_malloc
 from adapter.naming.query import MetricNamer, RuleError
 from adapter.naming.resources import StaticResourceMapper
 from adapter.observability import Metrics
@@ -115,6 +116,8 @@ def serving_cert(st: Settings) -> tuple[Path, Path]:
 
 
 async def run(st: Settings) -> None:
+    tune_malloc()
+    tls_read_buffer()
     kube = connect(st.lister_kubeconfig, st.authentication_kubeconfig, st.authorization_kubeconfig,
                    timeout=min(10.0, st.request_timeout))
     if kube is None:
