@@ -66,7 +66,7 @@ def main() -> int:
                 url = f"https://127.0.0.1:{adapter_port}"
                 wait_http(f"{url}/readyz", proc=ad, timeout=60)
                 print(f"{'started':<34} {rss(ad.pid)}")
-                text = urllib.request.urlopen(f"http://127.0.0.1:{sim_port}/metrics").read().decode()  # noqa: S310
+                text = urllib.request.urlopen(f"http://127.0.0.1:{sim_port}/metrics").read().decode()
                 apps = {line.split('namespace="')[1].split('"')[0]: line.split('label_app="')[1].split('"')[0]
                         for line in text.splitlines()
                         if line.startswith("kube_pod_labels") and 'namespace="bench' in line}
