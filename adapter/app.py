@@ -17,7 +17,7 @@ from adapter.api import discovery, wire
 from adapter.api.health import Readiness, make_health
 from adapter.api.routes import Handlers, error_group_version
 from adapter.api.status import status_response
-from adapter.errors import AdapterError, InternalError, NotFound
+from adapter.errors import AdapterError, InternalError, MethodNotAllowed, NotFound
 from adapter.observability import Metrics
 
 log = logging.getLogger("adapter.access")
@@ -110,9 +110,7 @@ def create_app(handlers: Handlers, readiness: Readiness, metrics: Metrics | None
     async def on_http_error(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
         if exc.status_code == 405:
-            err: AdapterError = AdapterError("the server does not allow this method on the requested resource")
-            err.code, err.reason = 405, "MethodNotAllowed"
-            return status_response(err)
+            return status_response(MethodNotAllowed("the server does not allow this method on the requested resource"))
         return status_response(NotFound("the server could not find the requested resource"))
 
     async def on_unexpected(request: Request, exc: Exception) -> Response:

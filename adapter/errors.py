@@ -6,6 +6,7 @@
     ├── Unauthorized        401      credentials presented but not valid
     ├── Forbidden           403      authorization denied
     ├── NotFound            404      unknown metric, resource or object
+    ├── MethodNotAllowed    405      anything but GET
     ├── NotImplemented      501      a valid request this mode cannot answer yet
     ├── Unavailable         503      a backend (Prometheus, Kubernetes) is unreachable or too slow
     └── InternalError       500      anything else; the message never carries backend internals
@@ -51,6 +52,11 @@ class Forbidden(AdapterError):
 class NotFound(AdapterError):
     code = 404
     reason = "NotFound"
+
+
+class MethodNotAllowed(AdapterError):
+    code = 405
+    reason = "MethodNotAllowed"
 
 
 class NotImplementedYet(AdapterError):

@@ -11,8 +11,9 @@ import argparse
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from adapter.errors import ConfigError
 
@@ -151,8 +152,7 @@ def _raw(ns: argparse.Namespace, env: Mapping[str, str], name: str) -> object:
 
 def from_args(ns: argparse.Namespace, env: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if env is None else env
-    d = Settings()
-    kw: dict[str, object] = {}
+    kw: dict[str, Any] = {}  # validated field by field below
 
     def s(name: str) -> str | None:
         v = _raw(ns, env, name)
@@ -233,7 +233,7 @@ def from_args(ns: argparse.Namespace, env: Mapping[str, str] | None = None) -> S
     if skip is not None:
         kw["authentication_skip_lookup"] = skip.lower() in ("1", "true", "yes")
 
-    settings = Settings(**{**d.__dict__, **kw})
+    settings = replace(Settings(), **kw)
     _validate(settings)
     return settings
 

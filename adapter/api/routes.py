@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from adapter.api import discovery, wire
-from adapter.errors import AdapterError, BadRequest, NotFound, Unavailable
+from adapter.errors import BadRequest, NotFound, Unavailable
 from adapter.model import CustomMetricInfo, CustomValue, ExternalMetricInfo, ExternalValue, Selector
 from adapter.naming.selectors import parse_selector
 
@@ -125,4 +125,3 @@ def error_group_version(path: str) -> tuple[str, str]:
     return "", ""
 
 
-__all__ = ["AdapterError", "CustomTarget", "Handlers", "error_group_version", "parse_custom_path"]

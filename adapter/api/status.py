@@ -6,7 +6,7 @@ import json
 
 from starlette.responses import Response
 
-from adapter.errors import AdapterError, InternalError
+from adapter.errors import AdapterError
 
 
 def status_dict(err: AdapterError) -> dict[str, object]:
@@ -33,8 +33,3 @@ def status_body(err: AdapterError) -> bytes:
 def status_response(err: AdapterError) -> Response:
     headers = {"X-Content-Type-Options": "nosniff"} if err.code in (401, 403) else None
     return Response(status_body(err), status_code=err.code, media_type="application/json", headers=headers)
-
-
-def internal(message: str = "Internal error occurred: unable to fetch metrics") -> InternalError:
-    """PA's non-leaky 500 (``details.causes`` carries the same text)."""
-    return InternalError(message, details={"causes": [{"message": "unable to fetch metrics"}]})

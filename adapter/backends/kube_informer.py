@@ -72,6 +72,16 @@ class Informer(Generic[T]):
         self._streams: set[Any] = set()
 
     # --- reading ------------------------------------------------------------------------------------
+    async def wait_synced(self, timeout: float, what: str) -> None:
+        """Wait (bounded) for the first list; ``Unavailable`` naming ``what`` when it fails or times out."""
+        deadline = time.monotonic() + timeout
+        while not self.synced.is_set() and time.monotonic() < deadline:
+            if self.attempted.is_set() and self.last_error:
+                break
+            await asyncio.sleep(0.01)
+        if not self.synced.is_set():
+            raise Unavailable(f"cannot {what}: {self.last_error or 'timed out'}")
+
     def snapshot(self) -> list[T]:
         with self._lock:
             return list(self._items.values())
@@ -202,15 +212,7 @@ class KubeObjectResolver:
 
     async def _ready(self, info: ResourceInfo, namespace: str) -> Informer[ObjectMeta]:
         inf = self.informer(info, namespace)
-        if not inf.synced.is_set():
-            deadline = time.monotonic() + self.sync_timeout
-            while not inf.synced.is_set() and time.monotonic() < deadline:
-                if inf.attempted.is_set() and inf.last_error:
-                    break
-                await asyncio.sleep(0.01)
-            if not inf.synced.is_set():
-                why = inf.last_error or "timed out"
-                raise Unavailable(f"cannot list {info.group_resource}: {why}")
+        await inf.wait_synced(self.sync_timeout, f"list {info.group_resource}")
         return inf
 
     async def names(self, info: ResourceInfo, namespace: str, selector: Selector) -> Sequence[str] | None:

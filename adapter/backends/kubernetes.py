@@ -20,7 +20,6 @@ import asyncio
 import json
 import logging
 import random
-import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -157,14 +156,7 @@ class AuthConfigWatcher:
     async def authentication_config(self) -> Mapping[str, str | tuple[str, ...]] | None:
         inf = self.informer
         inf.start()
-        deadline = time.monotonic() + self.sync_timeout
-        while not inf.synced.is_set() and time.monotonic() < deadline:
-            if inf.attempted.is_set() and inf.last_error:
-                break
-            await asyncio.sleep(0.01)
-        if not inf.synced.is_set():
-            raise Unavailable(f"cannot read {AUTH_CONFIGMAP_NAMESPACE}/{AUTH_CONFIGMAP_NAME}: "
-                              f"{inf.last_error or 'timed out'}")
+        await inf.wait_synced(self.sync_timeout, f"read {AUTH_CONFIGMAP_NAMESPACE}/{AUTH_CONFIGMAP_NAME}")
         return inf.get(AUTH_CONFIGMAP_NAMESPACE, AUTH_CONFIGMAP_NAME)
 
     def stop(self) -> None:

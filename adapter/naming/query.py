@@ -112,13 +112,7 @@ class MetricNamer:
         for one cluster-wide query answered per namespace and object in-process."""
         ns_label, res_label = self.namespace_label(), self.resource_label(resource)
         exprs = [f'{res_label}!=""', *to_matchers(metric_selector, "metricLabelSelector")]
-        return self.query.render({
-            "Series": series,
-            "LabelMatchers": ",".join(exprs),
-            "LabelValuesByName": {res_label: ".+"},
-            "GroupBy": f"{ns_label},{res_label}",
-            "GroupBySlice": [ns_label, res_label],
-        })
+        return self._render(series, exprs, {res_label: ".+"}, [ns_label, res_label])
 
     def build(self, series: str, resource: GroupResource, namespace: str, names: Sequence[str],
               metric_selector: Selector, *, all_objects: bool = False) -> str:
@@ -138,13 +132,7 @@ class MetricNamer:
             exprs.append(match_values(res_label, list(names)))
             values[res_label] = "|".join(names)
         exprs += to_matchers(metric_selector, "metricLabelSelector")
-        return self.query.render({
-            "Series": series,
-            "LabelMatchers": ",".join(exprs),
-            "LabelValuesByName": values,
-            "GroupBy": res_label,
-            "GroupBySlice": [res_label],
-        })
+        return self._render(series, exprs, values, [res_label])
 
     def build_external(self, series: str, namespace: str, metric_selector: Selector) -> str:
         exprs: list[str] = []
@@ -154,12 +142,16 @@ class MetricNamer:
             exprs.append(f"{ns_label}={quote(namespace)}")
             values[ns_label] = namespace
         exprs += to_matchers(metric_selector, "labelSelector")
+        return self._render(series, exprs, values, [])
+
+    def _render(self, series: str, exprs: list[str], values: dict[str, str], group_by: list[str]) -> str:
+        """prometheus-adapter's ``queryTemplateArgs``: matchers and group-by joined with commas."""
         return self.query.render({
             "Series": series,
             "LabelMatchers": ",".join(exprs),
             "LabelValuesByName": values,
-            "GroupBy": "",
-            "GroupBySlice": [],
+            "GroupBy": ",".join(group_by),
+            "GroupBySlice": group_by,
         })
 
     def resource_label(self, resource: GroupResource) -> str:

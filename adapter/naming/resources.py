@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from adapter.errors import NotFound
 from adapter.model import GroupResource, ResourceInfo
-from adapter.naming.templates import TemplateError, compile_template
+from adapter.naming.templates import Template, TemplateError, compile_template
 from adapter.ports import ResourceMapper
 
 NAMESPACES = GroupResource("", "namespaces")
@@ -76,11 +76,17 @@ def _group_label(group: str) -> str:
 
 @dataclass(frozen=True)
 class ResourceConverter:
-    """Label <-> resource for one rule, bound to a mapper."""
+    """Label <-> resource for one rule, bound to a mapper.
+
+    The template and its recognising regex are compiled once; ``label_for`` (on every request) and
+    ``resource_for`` (on every label of every series at relist) are memoized."""
 
     overrides: Mapping[str, GroupResource]
-    template: str
+    template: Template | None
+    pattern: re.Pattern[str] | None
     mapper: ResourceMapper
+    _labels: dict[GroupResource, str | None] = field(default_factory=dict, compare=False)
+    _resources: dict[str, GroupResource | None] = field(default_factory=dict, compare=False)
 
     @classmethod
     def build(cls, overrides: Mapping[str, tuple[str, str]], template: str, mapper: ResourceMapper,
@@ -89,39 +95,46 @@ class ResourceConverter:
         for label, (group, resource) in overrides.items():
             info = mapper.resolve_label_resource(group, resource)
             resolved[label] = info.group_resource if info else GroupResource(group, resource)
-        if template:
-            try:
-                t = compile_template(template, frozenset({"Group", "Resource"}))
-            except TemplateError as e:
-                raise ValueError(f"{where}.resources.template: {e}") from e
-            if "Resource" not in t.fields:
-                raise ValueError(f"{where}.resources.template: must use <<.Resource>>")
-        return cls(resolved, template, mapper)
+        if not template:
+            return cls(resolved, None, None, mapper)
+        try:
+            t = compile_template(template, frozenset({"Group", "Resource"}))
+        except TemplateError as e:
+            raise ValueError(f"{where}.resources.template: {e}") from e
+        if "Resource" not in t.fields:
+            raise ValueError(f"{where}.resources.template: must use <<.Resource>>")
+        marker_g, marker_r = "\x00G\x00", "\x00R\x00"
+        rendered = re.escape(t.render({"Group": marker_g, "Resource": marker_r}))
+        rendered = rendered.replace(re.escape(marker_g), "(?P<group>[a-z0-9_]*)")
+        rendered = rendered.replace(re.escape(marker_r), "(?P<resource>[a-z0-9]+)")
+        return cls(resolved, t, re.compile(f"^{rendered}$"), mapper)
 
     def label_for(self, gr: GroupResource) -> str | None:
-        for label, res in self.overrides.items():
-            if res == gr:
-                return label
-        if self.template:
+        if gr in self._labels:
+            return self._labels[gr]
+        label: str | None = next((lbl for lbl, res in self.overrides.items() if res == gr), None)
+        if label is None and self.template is not None:
             info = self.mapper.resolve_label_resource(gr.group, gr.resource)
             singular = info.singular if info else gr.resource
-            t = compile_template(self.template, frozenset({"Group", "Resource"}))
-            return t.render({"Group": _group_label(gr.group), "Resource": singular})
-        return None
+            label = self.template.render({"Group": _group_label(gr.group), "Resource": singular})
+        self._labels[gr] = label
+        return label
 
     def resource_for(self, label: str) -> GroupResource | None:
         if label in self.overrides:
             return self.overrides[label]
-        if not self.template:
+        if self.pattern is None:
             return None
-        pattern = self._template_regex()
-        m = pattern.match(label)
-        if m is None:
-            return None
-        group = m.groupdict().get("group") or ""
-        resource = m.group("resource")
-        info = self._find(group, resource)
-        return info.group_resource if info else None
+        if label in self._resources:
+            return self._resources[label]
+        m = self.pattern.match(label)
+        gr: GroupResource | None = None
+        if m is not None:
+            info = self._find(m.groupdict().get("group") or "", m.group("resource"))
+            gr = info.group_resource if info else None
+        if len(self._resources) < 10_000:  # label names are few; bound it anyway
+            self._resources[label] = gr
+        return gr
 
     def _find(self, group_label: str, resource: str) -> ResourceInfo | None:
         infos: Iterable[ResourceInfo] = getattr(self.mapper, "infos", ())
@@ -129,14 +142,6 @@ class ResourceConverter:
             if info.singular == resource and _group_label(info.group_resource.group) == group_label:
                 return info
         return self.mapper.resolve_label_resource(group_label.replace("_", "."), resource)
-
-    def _template_regex(self) -> re.Pattern[str]:
-        t = compile_template(self.template, frozenset({"Group", "Resource"}))
-        marker_g, marker_r = "\x00G\x00", "\x00R\x00"
-        rendered = re.escape(t.render({"Group": marker_g, "Resource": marker_r}))
-        rendered = rendered.replace(re.escape(marker_g), "(?P<group>[a-z0-9_]*)")
-        rendered = rendered.replace(re.escape(marker_r), "(?P<resource>[a-z0-9]+)")
-        return re.compile(f"^{rendered}$")
 
     def resources_for_series(self, labels: Iterable[str]) -> tuple[list[GroupResource], bool]:
         """The resources a series describes, and whether it is namespaced (has a namespace label)."""

@@ -53,8 +53,10 @@ class ExternalMetricsProvider:
                 self._last[key] = tuple(items)
                 if len(self._last) > 10000:
                     self._last.pop(next(iter(self._last)))
+            ages: dict[float, int] = {}
             for it in items:
-                self.freshness.served(key, it.value, it.timestamp, remember=False)
+                ages[it.timestamp] = ages.get(it.timestamp, 0) + 1
+            self.freshness.observe_ages(ages)
             return items
         if policy.missing == "zero" and result is not None:
             return [ExternalValue(metric, {}, result.evaluated_at, 0.0)]

@@ -52,12 +52,6 @@ class Freshness:
         self.clock = clock
         self._on_age = on_age
 
-    def served(self, key: tuple[str, ...], value: float, ts: float, remember: bool) -> None:
-        if remember:
-            self.store.put(key, value, ts)
-        if self._on_age:
-            self._on_age(max(0.0, self.clock() - ts), 1)
-
     def observe_ages(self, ts_counts: dict[float, int]) -> None:
         if self._on_age:
             now = self.clock()

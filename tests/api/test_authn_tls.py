@@ -19,7 +19,7 @@ import pytest
 
 from adapter.api.security import build_security
 from adapter.api.tlsproto import TLSH11Protocol, build_server_ssl_context, tls_extension, tls_protocol_class
-from adapter.backends.kubernetes import KubeClients, connect
+from adapter.backends.kubernetes import KubeClients
 from adapter.settings import Settings
 from tests.fakekube import FakeKube
 from tests.fakekube.tlsserver import Pki, SecureServer
@@ -42,14 +42,6 @@ def fk(tmp_path: Path) -> Iterator[FakeKube]:
         fake.state.sar_rule = lambda spec: (spec["user"] in ("alice", "bob", "carol"), False, "")
         fake.state.users["good-token"] = {"username": "carol", "uid": "c-1", "groups": ["ci"]}
         yield fake
-
-
-@pytest.fixture
-def kube(fk: FakeKube) -> Iterator[KubeClients]:
-    clients = connect(fk.kubeconfig)
-    assert clients is not None
-    yield clients
-    clients.close()
 
 
 def flag_settings(pki: Pki, **kw: Any) -> Settings:
@@ -174,13 +166,7 @@ def test_health_for_probes_without_certificate(server: SecureServer, fk: FakeKub
 
 
 def test_config_from_the_configmap_and_reread_on_change(pki: Pki, fk: FakeKube, kube: KubeClients) -> None:
-    fk.set_auth_configmap({
-        "client-ca-file": pki.client_ca.cert_pem.decode(),
-        "requestheader-client-ca-file": pki.front_proxy_ca.cert_pem.decode(),
-        "requestheader-allowed-names": '["front-proxy-client"]',
-        "requestheader-username-headers": '["X-Remote-User"]',
-        "requestheader-group-headers": '["X-Remote-Group"]',
-        "requestheader-extra-headers-prefix": '["X-Remote-Extra-"]'})
+    fk.set_auth_configmap(pki.auth_configmap_data())
     with serve(pki, Settings(), kube) as srv:
         r = get(srv, "front-proxy-client", headers=[("X-Remote-User", "bob")])
         assert (r.status_code, r.json()["identity"]["user"]) == (200, "bob")

@@ -19,7 +19,7 @@ from adapter.api.requestinfo import request_info
 from adapter.api.security import build_security
 from adapter.api.status import status_dict
 from adapter.api.tlsproto import build_server_ssl_context
-from adapter.backends.kubernetes import KubeClients, connect
+from adapter.backends.kubernetes import KubeClients
 from adapter.errors import ConfigError
 from adapter.model import Identity
 from adapter.settings import Settings
@@ -45,14 +45,6 @@ def fk(tmp_path: Path) -> Iterator[FakeKube]:
     with FakeKube(tmp_path / "kube") as fake:
         fake.state.sar_rule = lambda spec: (spec["user"] == HPA, spec["user"] == "mallory", "")
         yield fake
-
-
-@pytest.fixture
-def kube(fk: FakeKube) -> Iterator[KubeClients]:
-    clients = connect(fk.kubeconfig)
-    assert clients is not None
-    yield clients
-    clients.close()
 
 
 def settings(pki: Pki, **kw: Any) -> Settings:

@@ -44,6 +44,17 @@ class Pki:
         self.write("alice", issue(self.client_ca, "alice", orgs=("devs", "ops"), client=True, server=False))
         self.write("server-usage-only", issue(self.front_proxy_ca, "front-proxy-client", server=True))
 
+    def auth_configmap_data(self) -> dict[str, str]:
+        """``kube-system/extension-apiserver-authentication`` as kube-apiserver writes it for this PKI."""
+        return {
+            "client-ca-file": self.client_ca.cert_pem.decode(),
+            "requestheader-client-ca-file": self.front_proxy_ca.cert_pem.decode(),
+            "requestheader-allowed-names": '["front-proxy-client"]',
+            "requestheader-username-headers": '["X-Remote-User"]',
+            "requestheader-group-headers": '["X-Remote-Group"]',
+            "requestheader-extra-headers-prefix": '["X-Remote-Extra-"]',
+        }
+
     def write(self, name: str, kp: KeyPair) -> None:
         kp.write(self.root / f"{name}.crt", self.root / f"{name}.key")
 

@@ -49,14 +49,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
                     tmp / "exporter.log", env={"PYTHONPATH": str(ROOT)}), \
             prometheus(tmp, [f"127.0.0.1:{port}"]) as prom:
         fk.state.sar_rule = sar_rule
-        fk.set_auth_configmap({
-            "client-ca-file": pki.client_ca.cert_pem.decode(),
-            "requestheader-client-ca-file": pki.front_proxy_ca.cert_pem.decode(),
-            "requestheader-allowed-names": '["front-proxy-client"]',
-            "requestheader-username-headers": '["X-Remote-User"]',
-            "requestheader-group-headers": '["X-Remote-Group"]',
-            "requestheader-extra-headers-prefix": '["X-Remote-Extra-"]',
-        })
+        fk.set_auth_configmap(pki.auth_configmap_data())
         fk.add_pod("ns1", "p1", {"app": "llm"})
         fk.add_pod("ns1", "p2", {"app": "other"})
         fk.add_pod("ns1", "p3.dotted", {"app": "llm"})

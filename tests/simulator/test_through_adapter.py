@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from adapter.demo_hpa import parse_quantity
 from tests.simulator.stack import Stack, namespaces
 from tests.support.adapter import Adapter, adapter
 
@@ -38,18 +39,13 @@ def ad(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Adapt
         yield a
 
 
-def quantity(text: str) -> float:
-    scale = {"m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "u": 1e-6, "n": 1e-9}
-    return float(text[:-1]) * scale[text[-1]] if text[-1] in scale else float(text)
-
-
 def pods_values(ad: Adapter, ns: str, metric: str, selector: str = "") -> dict[tuple[str, str], float]:
     q = f"?labelSelector={urllib.parse.quote(selector)}" if selector else ""
     status, doc, _ = ad.get(f"/apis/custom.metrics.k8s.io/v1beta2/namespaces/{ns}/pods/%2A/{metric}{q}")
     if status == 404:
         return {}
     assert status == 200, doc
-    return {(ns, i["describedObject"]["name"]): quantity(i["value"]) for i in doc["items"]}  # type: ignore
+    return {(ns, i["describedObject"]["name"]): parse_quantity(i["value"]) for i in doc["items"]}  # type: ignore
 
 
 def test_discovery_lists_every_preset_metric(ad: Adapter, stack: Stack) -> None:
@@ -97,5 +93,5 @@ def test_external_per_model_equals_ground_truth(ad: Adapter, stack: Stack, metri
         sel = urllib.parse.quote(f"{label}={model}")
         status, doc, _ = ad.get(f"/apis/external.metrics.k8s.io/v1beta1/namespaces/{ns}/{metric}?labelSelector={sel}")
         assert status == 200, (ns, model, doc)
-        total = sum(quantity(i["value"]) for i in doc["items"])  # type: ignore[union-attr]
+        total = sum(parse_quantity(i["value"]) for i in doc["items"])  # type: ignore[union-attr]
         assert total == pytest.approx(v, rel=1e-6, abs=1e-3), (ns, model)
