@@ -175,6 +175,25 @@ def test_gone_410_relists(kube: KubeClients, fk: FakeKube) -> None:
     wait_until(lambda: names(kube, PODS, "ns1", sel(app="a")) == ["a2"], what="events after relist")
 
 
+def test_watch_from_list_version_sees_changes_made_in_between(kube: KubeClients, fk: FakeKube) -> None:
+    """A change between an informer's LIST and its WATCH must still arrive (the watch starts from the
+    LIST's resourceVersion and the API replays from there, filtering on the object before and after)."""
+    fk.add_pod("ns1", "a1", {"app": "a"})
+    fk.add_pod("ns1", "b1", {"app": "b"})
+    path = "/api/v1/namespaces/ns1/pods"
+    listed = kube.lister.get(path, {"labelSelector": "app=a"})
+    rv = listed["metadata"]["resourceVersion"]
+    assert [o["metadata"]["name"] for o in listed["items"]] == ["a1"]
+    fk.delete_pod("ns1", "a1")
+    fk.relabel_pod("ns1", "b1", {"app": "a"})
+    fk.relabel_pod("ns1", "b1", {"app": "c"})
+    seen = []
+    for event in kube.lister.watch(path, {"labelSelector": "app=a", "resourceVersion": rv, "timeoutSeconds": "1"},
+                                   read_timeout=10):
+        seen.append((event["type"], event["object"]["metadata"]["name"]))
+    assert seen == [("DELETED", "a1"), ("ADDED", "b1"), ("DELETED", "b1")]
+
+
 def test_cluster_scoped_and_unlistable(kube: KubeClients, fk: FakeKube) -> None:
     fk.store.put("", "nodes", {"metadata": {"name": "n1", "labels": {"gpu": "a100"}}})
     fk.store.put("", "nodes", {"metadata": {"name": "n2", "labels": {}}})

@@ -194,29 +194,26 @@ def build_app(state: FakeKubeState) -> Starlette:
                                                          **obj}}) + "\n").encode()
 
         try:
-            visible: set[tuple[str, str]] = set()
+            compacted = st.compacted
             if start in ("", "0"):
                 items, rv = st.list(rdef.group, rdef.plural, namespace)
                 for o in items:
                     if _matches(o, sel, field_name):
-                        visible.add(_key(o))
                         yield line("ADDED", o)
             else:
                 rv = int(start)
-                items, _ = st.list(rdef.group, rdef.plural, namespace)
-                visible = {_key(o) for o in items if _matches(o, sel, field_name)}
             last_bookmark = rv
             while not state.closing and state.watch_generation == gen and time.monotonic() < deadline:
                 wake.clear()
                 events = st.events_since(rdef.group, rdef.plural, rv)
-                if events is None:
+                if events is None or st.compacted != compacted:  # compaction also ends open watches
                     msg = f"too old resource version: {rv} ({st.compacted})"
                     err = status(410, "Expired", msg)
                     yield (json.dumps({"type": "ERROR", "object": err}) + "\n").encode()
                     return
                 for e in events:
                     rv = e.rv
-                    out = _translate(e, namespace, sel, field_name, visible)
+                    out = _translate(e, namespace, sel, field_name)
                     if out is not None:
                         yield line(out, e.obj)
                 now_rv = st.resource_version
@@ -254,18 +251,15 @@ def _matches(o: Obj, sel: Selector, field_name: str) -> bool:
     return sel.matches(meta.get("labels") or {}) and (not field_name or meta["name"] == field_name)
 
 
-def _translate(e: Event, namespace: str, sel: Selector, field_name: str,
-               visible: set[tuple[str, str]]) -> str | None:
-    """Event type a filtered watch shows: objects leaving the filter are DELETED, entering it ADDED."""
-    key = _key(e.obj)
-    if namespace and key[0] != namespace:
+def _translate(e: Event, namespace: str, sel: Selector, field_name: str) -> str | None:
+    """Event type a filtered watch shows, from the object before and after the event (as the real
+    watch cache filters): objects leaving the filter are DELETED, entering it ADDED."""
+    if namespace and _key(e.obj)[0] != namespace:
         return None
-    was = key in visible
+    was = e.prev is not None and _matches(e.prev, sel, field_name)
     now = e.type != "DELETED" and _matches(e.obj, sel, field_name)
     if now:
-        visible.add(key)
         return "MODIFIED" if was else "ADDED"
-    visible.discard(key)
     return "DELETED" if was else None
 
 

@@ -58,6 +58,7 @@ class Event:
     rv: int
     type: str
     obj: Obj
+    prev: Obj | None = None  # the object before this event (as the real watch cache keeps it for filtering)
 
 
 @dataclass
@@ -96,12 +97,13 @@ class Store:
             meta = obj.setdefault("metadata", {})
             key = (meta.get("namespace", ""), meta["name"])
             col = self._col(group, plural)
-            kind = "MODIFIED" if key in col.objects else "ADDED"
+            prev = col.objects.get(key)
+            kind = "MODIFIED" if prev is not None else "ADDED"
             self._rv += 1
             meta["resourceVersion"] = str(self._rv)
             meta.setdefault("uid", f"uid-{meta['name']}-{self._rv}")
             col.objects[key] = obj
-            col.history.append(Event(self._rv, kind, copy.deepcopy(obj)))
+            col.history.append(Event(self._rv, kind, copy.deepcopy(obj), copy.deepcopy(prev)))
         self._wake()
         return obj
 
@@ -110,9 +112,10 @@ class Store:
             col = self._col(group, plural)
             obj = col.objects.pop((namespace, name))
             self._rv += 1
+            prev = copy.deepcopy(obj)
             obj = copy.deepcopy(obj)
             obj["metadata"]["resourceVersion"] = str(self._rv)
-            col.history.append(Event(self._rv, "DELETED", obj))
+            col.history.append(Event(self._rv, "DELETED", obj, prev))
         self._wake()
 
     def get(self, group: str, plural: str, namespace: str, name: str) -> Obj | None:
