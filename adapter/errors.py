@@ -27,7 +27,7 @@ class AdapterError(Exception):
     def __init__(self, message: str, *, details: Mapping[str, object] | None = None) -> None:
         super().__init__(message)
         self.message = message
-        self.details = dict(details) if details else None
+        self.details = dict(details) if details is not None else None  # {} is emitted, as Go's non-nil details
 
 
 class ConfigError(AdapterError):

@@ -4,8 +4,8 @@ Union of: the ``system:masters`` group (allow, no SAR); the always-allow paths (
 requests; exact match, or prefix when the pattern ends in ``*``); a SubjectAccessReview whose spec
 is built from the RequestInfo (before any path rewriting) and the identity, cached by the spec's
 JSON for the allowed / denied TTLs. Denied or no opinion -> 403 ``Forbidden`` with the Go message
-(``forbiddenMessage`` + ``NewForbidden``); a failed review -> ``AuthorizationFailed`` (the filter
-answers 500 text/plain ``Internal Server Error: "<uri>": ...``, as ``responsewriters.InternalError``).
+(``forbiddenMessage`` + ``NewForbidden``); a failed review -> ``AuthorizationFailed``, a 500
+``InternalError`` Status (where Go's filter writes text/plain: every error we serve is a Status).
 """
 
 from __future__ import annotations
@@ -25,8 +25,12 @@ log = logging.getLogger(__name__)
 MAX_CACHEABLE = 10000
 
 
-class AuthorizationFailed(Exception):
-    """The SubjectAccessReview could not be made; the request gets a 500."""
+class AuthorizationFailed(AdapterError):
+    """The SubjectAccessReview could not be made: a 500 ``InternalError`` Status, as ``NewInternalError``
+    writes it (the Go filter answers text/plain here; every error we serve is a Status)."""
+
+    def __init__(self, cause: str) -> None:
+        super().__init__(f"Internal error occurred: {cause}", details={"causes": [{"message": cause}]})
 
 
 class Authorizer(Protocol):

@@ -12,7 +12,7 @@ Wiring (composition root)::
 
 The middleware parses RequestInfo from the raw path (``%2A`` decoded) BEFORE any routing or
 rewriting, authenticates (401 Status on bad credentials), authorizes (403 Status with the Go
-message; 500 text/plain when the SubjectAccessReview fails), and stores the ``Identity`` in
+message; a 500 InternalError Status when the SubjectAccessReview fails), and stores the ``Identity`` in
 ``scope["state"]["identity"]``. Health paths pass for anonymous kubelet probes (always-allow paths).
 """
 
@@ -23,11 +23,10 @@ from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any, Protocol
 
-from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from adapter.api.authn import Authenticator, AuthnConfig, RequestHeaderConfig
-from adapter.api.authz import AlwaysAllow, AuthorizationFailed, Authorizer, DelegatedAuthorizer, go_quote
+from adapter.api.authz import AlwaysAllow, Authorizer, DelegatedAuthorizer
 from adapter.api.requestinfo import request_info
 from adapter.api.status import status_response
 from adapter.errors import AdapterError, ConfigError
@@ -61,14 +60,6 @@ class SecurityMiddleware:
             await self.authorizer.authorize(identity, info)
         except AdapterError as e:
             await status_response(e)(scope, receive, send)
-            return
-        except AuthorizationFailed as e:
-            uri = raw_path.decode("latin-1")
-            if scope.get("query_string"):
-                uri += "?" + scope["query_string"].decode("latin-1")
-            body = f"Internal Server Error: {go_quote(uri)}: {e}\n"
-            await PlainTextResponse(body, status_code=500, headers={"X-Content-Type-Options": "nosniff"})(
-                scope, receive, send)
             return
         scope.setdefault("state", {})["identity"] = identity
         await self.app(scope, receive, send)

@@ -20,7 +20,7 @@ def status_dict(err: AdapterError) -> dict[str, object]:
     }
     if err.reason:
         body["reason"] = err.reason
-    if err.details:
+    if err.details is not None:
         body["details"] = err.details
     body["code"] = err.code
     return body

@@ -126,20 +126,22 @@ def test_403_bodies(server: SecureServer, fk: FakeKube) -> None:
     assert len(fk.state.sars()) == before
 
 
-def test_sar_failure_is_500_text(server: SecureServer, fk: FakeKube) -> None:
+def test_sar_failure_is_500_status(server: SecureServer, fk: FakeKube) -> None:
     fk.state.fail_status["/apis/authorization.k8s.io/v1/subjectaccessreviews"] = 500
     with server.client("front-proxy-client") as c:
         r = c.get(f"{CM}/namespaces/ns1/pods/%2A/m?labelSelector=a%3Db", headers=[("X-Remote-User", HPA)])
     assert r.status_code == 500
-    assert r.headers["content-type"].startswith("text/plain")
-    assert r.text == (f'Internal Server Error: "{CM}/namespaces/ns1/pods/%2A/m?labelSelector=a%3Db": '
-                      "subject access review failed\n")
+    assert r.headers["content-type"] == "application/json"
+    assert r.text == ('{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure",'
+                      '"message":"Internal error occurred: subject access review failed","reason":"InternalError",'
+                      '"details":{"causes":[{"message":"subject access review failed"}]},"code":500}')
 
 
 def test_forbidden_unit_forms() -> None:
     anon = Identity("system:anonymous", ("system:unauthenticated",))
     err = forbidden(anon, request_info("GET", "/openapi/v2"))
     assert status_dict(err)["message"] == 'forbidden: User "system:anonymous" cannot get path "/openapi/v2"'
+    assert status_dict(err)["details"] == {}  # Go's NewForbidden always sets (empty) details
     assert go_quote('a"b\\c\n') == '"a\\"b\\\\c\\n"'
 
 
