@@ -19,7 +19,7 @@ from adapter.api.routes import Handlers
 from adapter.api.security import SecurityMiddleware, build_security
 from adapter.api.tlsproto import build_server_ssl_context, tls_protocol_class
 from adapter.app import create_app
-from adapter.backends.kubernetes import connect
+from adapter.backends.cluster import cluster_configured
 from adapter.backends.prometheus import PrometheusBackend, PrometheusConfig
 from adapter.cache import LastKnownStore
 from adapter.errors import ConfigError
@@ -118,8 +118,11 @@ def serving_cert(st: Settings) -> tuple[Path, Path]:
 async def run(st: Settings) -> None:
     tune_malloc()
     tls_read_buffer()
-    kube = connect(st.lister_kubeconfig, st.authentication_kubeconfig, st.authorization_kubeconfig,
-                   timeout=min(10.0, st.request_timeout))
+    kube = None
+    if cluster_configured(st.lister_kubeconfig):
+        from adapter.backends.kubernetes import connect  # noqa: PLC0415 - the client is ~30 MB: only with a cluster
+        kube = connect(st.lister_kubeconfig, st.authentication_kubeconfig, st.authorization_kubeconfig,
+                       timeout=min(10.0, st.request_timeout))
     if kube is None:
         log.info("running without a Kubernetes cluster: objects are resolved from Prometheus labels "
                  "(kube-state-metrics kube_pod_labels for pod label selectors); no --lister-kubeconfig given "

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
@@ -10,11 +10,15 @@ from starlette.responses import PlainTextResponse, Response
 Readiness = Callable[[], tuple[bool, str]]
 
 
-def make_health(readiness: Readiness) -> tuple[Callable[[Request], Response], Callable[[Request], Response]]:
-    def live(_: Request) -> Response:
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def make_health(readiness: Readiness) -> tuple[Endpoint, Endpoint]:
+    """(live, ready) endpoints; async so that Starlette runs them on the loop, not in its thread pool."""
+    async def live(_: Request) -> Response:
         return PlainTextResponse("ok")
 
-    def ready(_: Request) -> Response:
+    async def ready(_: Request) -> Response:
         ok, reason = readiness()
         if ok:
             return PlainTextResponse("ok")

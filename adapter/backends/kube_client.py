@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -24,6 +23,7 @@ from kubernetes.client.exceptions import ApiException, OpenApiException
 from kubernetes.config.config_exception import ConfigException
 from kubernetes.watch.watch import iter_resp_lines
 
+from adapter.backends.cluster import in_cluster
 from adapter.errors import ConfigError, NotFound, Unavailable
 
 log = logging.getLogger(__name__)
@@ -32,10 +32,6 @@ JSON = dict[str, Any]
 
 class Gone(Unavailable):
     """410: the resourceVersion is too old; relist."""
-
-
-def in_cluster() -> bool:
-    return bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
 
 
 def api_client(kubeconfig: Path | None) -> kclient.ApiClient:

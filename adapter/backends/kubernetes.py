@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from adapter.backends.kube_client import JSON, KubeHTTP, api_client, in_cluster
+from adapter.backends.cluster import cluster_configured
+from adapter.backends.kube_client import JSON, KubeHTTP, api_client
 from adapter.backends.kube_informer import Informer, KubeObjectResolver
 from adapter.backends.kube_mapper import KubeResourceMapper
 from adapter.errors import NotFound, Unavailable
@@ -41,11 +42,6 @@ AUTH_CONFIGMAP_NAME = "extension-apiserver-authentication"
 _LIST_KEYS = frozenset({"requestheader-allowed-names", "requestheader-username-headers",
                         "requestheader-group-headers", "requestheader-extra-headers-prefix",
                         "requestheader-uid-headers"})
-
-
-def cluster_configured(lister_kubeconfig: Path | None) -> bool:
-    """True when a Kubernetes API is available: a kubeconfig was given or we run in a pod."""
-    return lister_kubeconfig is not None or in_cluster()
 
 
 class _Runner:
