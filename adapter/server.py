@@ -23,7 +23,7 @@ from adapter.backends.cluster import cluster_configured
 from adapter.backends.prometheus import PrometheusBackend, PrometheusConfig
 from adapter.cache import LastKnownStore
 from adapter.errors import ConfigError
-from adapter.memory import tls_read_buffer, tune_malloc
+from adapter.memory import tls_read_buffer, trim, tune_malloc
 from adapter.naming.query import MetricNamer, RuleError
 from adapter.naming.resources import StaticResourceMapper
 from adapter.observability import Metrics
@@ -88,6 +88,7 @@ def build(st: Settings, *, registry: CollectorRegistry | None = None,
     def on_relist(seconds: float, index: SeriesIndex) -> None:
         metrics.observe_relist(seconds, series=index.series_count,
                                metrics={"custom": len(index.custom), "external": len(index.external)})
+        trim()  # the relist's transient allocations (and any burst's) go back to the system
 
     relister = Relister(custom_namers, external_namers, backend.series, st.metrics_relist_interval,
                         st.series_max_age, on_relist=on_relist)

@@ -203,6 +203,9 @@ def measure(scenario: str, target: str, spec: load.Spec, prom: stack.Proc, pid: 
     return row
 
 
+HPA_HEADERS = (("Accept-Encoding", "gzip"),)
+
+
 def scenarios(profile: Profile, hpas: list[Hpa], big: Hpa | None, metrics: list[str],
               path_for: Any, base_url: str, client: str) -> list[tuple[str, load.Spec, load.Spec | None]]:
     """(name, spec, warmup spec or None) per scenario, in run order (burst first: cold cache)."""
@@ -210,7 +213,8 @@ def scenarios(profile: Profile, hpas: list[Hpa], big: Hpa | None, metrics: list[
     open_paths = tuple(path_for(metrics[(k // len(hpas)) % len(metrics)], hpas[k % len(hpas)])
                        for k in range(1000))
     closed_paths = tuple(path_for(metrics[0], h) for h in closed_hpas)
-    common: dict[str, Any] = {"base_url": base_url, "client": client}
+    # the HPA's request headers as the aggregator forwards them (aggregator-capture.md): JSON, gzip accepted
+    common: dict[str, Any] = {"base_url": base_url, "client": client, "headers": HPA_HEADERS}
     out: list[tuple[str, load.Spec, load.Spec | None]] = [
         ("burst", load.Spec("burst", paths=open_paths, clients=64, rounds=profile.burst_rounds,
                             gap=profile.burst_gap, duration=profile.burst_deadline, **common), None),

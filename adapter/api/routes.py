@@ -76,7 +76,9 @@ class Handlers:
     @staticmethod
     def _json(doc: object, request: Request) -> Response:
         pretty = request.query_params.get("pretty") in ("true", "1")
-        return Response(wire.dumps(doc, pretty), media_type="application/json")
+        body = wire.dumps(doc, pretty)
+        gzipped = len(body) > wire.GZIP_THRESHOLD and wire.accepts_gzip(request.headers.get("accept-encoding"))
+        return _response(wire.gzip_body(body) if gzipped else body, gzipped)
 
     @staticmethod
     def _selector(request: Request, param: str) -> Selector:
@@ -102,7 +104,8 @@ class Handlers:
                 self.custom.get_by_name(t.resource, t.namespace, t.name, t.metric, metric_selector))]
         if request.query_params.get("pretty") in ("true", "1"):
             return self._json(wire.custom_list(version, values), request)
-        return Response(self.encoder.custom(version, values), media_type="application/json")
+        body, gzipped = self.encoder.custom(version, values, wire.accepts_gzip(request.headers.get("accept-encoding")))
+        return _response(body, gzipped)
 
     async def external_api(self, request: Request, version: str, rest: str) -> Response:
         if self.external is None or version not in discovery.EXTERNAL_VERSIONS:
@@ -115,6 +118,13 @@ class Handlers:
         selector = self._selector(request, "labelSelector")
         values = await self._bounded(self.external.get(parts[1], parts[2], selector))
         return self._json(wire.external_list(values), request)
+
+
+_GZIP_HEADERS = {"Content-Encoding": "gzip", "Vary": "Accept-Encoding"}
+
+
+def _response(body: bytes, gzipped: bool) -> Response:
+    return Response(body, media_type="application/json", headers=_GZIP_HEADERS if gzipped else None)
 
 
 def error_group_version(path: str) -> tuple[str, str]:

@@ -8,9 +8,11 @@ v1beta1 items ``describedObject, metricName, timestamp, [window], value, selecto
 
 from __future__ import annotations
 
+import gzip
 import json
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from adapter.model import CustomValue, ExternalValue, ObjectRef
 from adapter.naming.selectors import to_label_selector_json
@@ -104,19 +106,47 @@ def dumps(doc: object, pretty: bool = False) -> bytes:
     return text.encode()
 
 
+@dataclass(slots=True)
+class _Body:
+    values: Sequence[CustomValue]
+    body: bytes
+    gz: bytes | None = None
+
+    @property
+    def size(self) -> int:
+        return len(self.body) + (len(self.gz) if self.gz is not None else 0)
+
+
+# k8s.io/apiserver's response compression (responsewriters/writers.go): a body larger than 128 KiB is
+# gzipped at level 1 when the request's Accept-Encoding lists the token "gzip"; the real aggregator
+# forwards the HPA's "Accept-Encoding: gzip" (aggregator-capture.md).
+GZIP_THRESHOLD = 128 * 1024
+GZIP_LEVEL = 1
+
+
+def accepts_gzip(accept_encoding: str | None) -> bool:
+    """Go's ``negotiateContentEncoding``: one comma-separated token equal to ``gzip``."""
+    return bool(accept_encoding) and any(t.strip() == "gzip" for t in (accept_encoding or "").split(","))
+
+
+def gzip_body(body: bytes) -> bytes:
+    return gzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0)
+
+
 class FastEncoder:
     """Byte-identical to ``dumps(custom_list(...))`` but built from memoized JSON fragments.
 
     Object references, timestamps and quantities repeat across responses (the same pods, one sample
     time per query), so each is encoded once; a whole body is remembered per values list (the
-    provider returns the same list object for the same request over the same query result)."""
+    provider returns the same list object for the same request over the same query result), with
+    its gzip form once a client asks for it (bodies above ``GZIP_THRESHOLD``)."""
 
     def __init__(self, max_fragments: int = 50_000, max_body_bytes: int = 16 * 1024 * 1024) -> None:
         self._refs: dict[ObjectRef, str] = {}
         self._ts: dict[int, str] = {}
         self._qty: dict[int, str] = {}
         self._max = max_fragments
-        self._bodies: dict[tuple[int, str], tuple[Sequence[CustomValue], bytes]] = {}
+        self._bodies: dict[tuple[int, str], _Body] = {}
         self._body_bytes = 0
         self._max_body_bytes = max_body_bytes
 
@@ -146,20 +176,33 @@ class FastEncoder:
             s = self._qty[milli] = f'"{milli_to_quantity(milli)}"'
         return s
 
-    def custom(self, version: str, values: Sequence[CustomValue]) -> bytes:
+    def custom(self, version: str, values: Sequence[CustomValue], gzip_ok: bool = False) -> tuple[bytes, bool]:
+        """(body, gzipped): the encoded list, gzipped when ``gzip_ok`` and larger than ``GZIP_THRESHOLD``."""
         key = (id(values), version)
         hit = self._bodies.get(key)
-        if hit is not None and hit[0] is values:
-            return hit[1]
-        body = self._encode(version, values)
-        if hit is not None:  # same id, another (dead) list: replace
-            self._body_bytes -= len(self._bodies.pop(key)[1])
-        while self._bodies and self._body_bytes + len(body) > self._max_body_bytes:
-            self._body_bytes -= len(self._bodies.pop(next(iter(self._bodies)))[1])
-        if len(body) <= self._max_body_bytes:
-            self._bodies[key] = (values, body)
-            self._body_bytes += len(body)
-        return body
+        if hit is None or hit.values is not values:
+            if hit is not None:  # same id, another (dead) list: replace
+                self._body_bytes -= self._bodies.pop(key).size
+            hit = _Body(values, self._encode(version, values))
+            self._remember(key, hit)
+        if not gzip_ok or len(hit.body) <= GZIP_THRESHOLD:
+            return hit.body, False
+        if hit.gz is None:
+            hit.gz = gzip_body(hit.body)
+            if self._bodies.get(key) is hit:
+                self._body_bytes += len(hit.gz)
+                for other in [k for k in self._bodies if k != key]:
+                    if self._body_bytes <= self._max_body_bytes:
+                        break
+                    self._body_bytes -= self._bodies.pop(other).size
+        return hit.gz, True
+
+    def _remember(self, key: tuple[int, str], entry: _Body) -> None:
+        while self._bodies and self._body_bytes + entry.size > self._max_body_bytes:
+            self._body_bytes -= self._bodies.pop(next(iter(self._bodies))).size
+        if entry.size <= self._max_body_bytes:
+            self._bodies[key] = entry
+            self._body_bytes += entry.size
 
     def _encode(self, version: str, values: Sequence[CustomValue]) -> bytes:
         metric_frag: dict[tuple[str, int], tuple[str, str]] = {}

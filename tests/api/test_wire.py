@@ -1,3 +1,4 @@
+import gzip
 import json
 
 import pytest
@@ -88,10 +89,11 @@ def test_fast_encoder_is_byte_identical_and_memoizes() -> None:
     ]
     enc = wire.FastEncoder()
     for version in ("v1beta1", "v1beta2"):
-        fast = enc.custom(version, values)
+        fast, gzipped = enc.custom(version, values, gzip_ok=True)
+        assert not gzipped  # small bodies are never compressed
         assert fast == wire.dumps(wire.custom_list(version, values))
-        assert enc.custom(version, values) is fast  # same list object -> same bytes, no re-encoding
-    assert enc.custom("v1beta2", []) == wire.dumps(wire.custom_list("v1beta2", []))
+        assert enc.custom(version, values)[0] is fast  # same list object -> same bytes, no re-encoding
+    assert enc.custom("v1beta2", [])[0] == wire.dumps(wire.custom_list("v1beta2", []))
 
 
 def test_fast_encoder_body_memo_is_bounded_by_bytes() -> None:
@@ -100,3 +102,19 @@ def test_fast_encoder_body_memo_is_bounded_by_bytes() -> None:
     for values in lists:
         enc.custom("v1beta2", values)
         assert enc._body_bytes <= 2000
+
+
+def test_large_bodies_gzip_as_the_go_apiserver_does() -> None:
+    """Above 128 KiB and only when Accept-Encoding has the token ``gzip``; the gzip form is memoized."""
+    values = [CustomValue(ObjectRef("Pod", f"worker-{i:05d}", "/v1", "big"), "gpu_util", 1724235330, i % 97)
+              for i in range(2000)]
+    enc = wire.FastEncoder()
+    plain, gzipped = enc.custom("v1beta2", values)
+    assert not gzipped and len(plain) > wire.GZIP_THRESHOLD
+    gz, gzipped = enc.custom("v1beta2", values, gzip_ok=True)
+    assert gzipped and gzip.decompress(gz) == plain and len(gz) < len(plain) // 5
+    assert enc.custom("v1beta2", values, gzip_ok=True)[0] is gz  # compressed once
+    assert enc._body_bytes == len(plain) + len(gz)
+    assert wire.accepts_gzip("gzip") and wire.accepts_gzip("deflate, gzip") and wire.accepts_gzip(" gzip ,br")
+    assert not wire.accepts_gzip(None) and not wire.accepts_gzip("") and not wire.accepts_gzip("gzip;q=0")
+    assert not wire.accepts_gzip("x-gzip")
