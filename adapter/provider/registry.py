@@ -40,14 +40,29 @@ class SeriesIndex:
         return self.custom.get((gr, namespaced, metric))
 
 
-def _named(namer: MetricNamer, series_list: list[Mapping[str, str]]) -> Iterable[tuple[str, str, Mapping[str, str]]]:
-    """(series name, metric name, labels) of the series this rule accepts."""
+def _distinct(series_list: list[Mapping[str, str]]) -> list[tuple[Mapping[str, str], int]]:
+    """(labels, how many series) per distinct labels object: the backend hands equal series shapes
+    out as one shared dict (see ``PrometheusBackend.series_sync``), so 36,000 series are a few dozen."""
+    first: dict[int, Mapping[str, str]] = {}
+    counts: dict[int, int] = {}
     for labels in series_list:
+        key = id(labels)
+        if key in counts:
+            counts[key] += 1
+        else:
+            first[key], counts[key] = labels, 1
+    return [(first[k], n) for k, n in counts.items()]
+
+
+def _named(namer: MetricNamer, series_list: list[Mapping[str, str]]
+           ) -> Iterable[tuple[str, str, Mapping[str, str], int]]:
+    """(series name, metric name, labels, how many series) of the series this rule accepts."""
+    for labels, n in _distinct(series_list):
         name = labels.get("__name__", "")
         if name and namer.accepts(name):
             metric = namer.metric_name(name)
             if metric:
-                yield name, metric, labels
+                yield name, metric, labels, n
 
 
 def build_index(custom: Iterable[tuple[MetricNamer, list[Mapping[str, str]]]],
@@ -57,8 +72,8 @@ def build_index(custom: Iterable[tuple[MetricNamer, list[Mapping[str, str]]]],
     e: dict[str, Entry] = {}
     count = 0
     for namer, series_list in custom:
-        for name, metric, labels in _named(namer, series_list):
-            count += 1
+        for name, metric, labels, n in _named(namer, series_list):
+            count += n
             resources, namespaced = namer.converter.resources_for_series(labels.keys())
             for gr in resources:
                 ns = False if gr in CLUSTER_LEVEL else namespaced
@@ -73,7 +88,7 @@ def build_index(custom: Iterable[tuple[MetricNamer, list[Mapping[str, str]]]],
                     log.debug("metric %s for %s already defined by %s; %s ignored",
                               metric, gr, c[key].namer.where, namer.where)
     for namer, series_list in external:
-        for name, metric, _labels in _named(namer, series_list):
-            count += 1
+        for name, metric, _labels, n in _named(namer, series_list):
+            count += n
             e.setdefault(metric, Entry(namer, name))
     return SeriesIndex(c, e, count)
