@@ -140,7 +140,8 @@ async def run(st: Settings) -> None:
         config = uvicorn.Config(built.app, host=st.bind_address, port=st.secure_port, ssl_certfile=str(cert),
                                 ssl_keyfile=str(key), ssl_context_factory=lambda _cfg, _default: ctx,
                                 http=tls_protocol_class(), log_config=None, access_log=False, lifespan="off",
-                                timeout_graceful_shutdown=5, server_header=False)
+                                timeout_graceful_shutdown=5, server_header=False,
+                                proxy_headers=False)  # X-Forwarded-* from the aggregator must not rewrite the peer
         server = uvicorn.Server(config)
         tasks = [asyncio.create_task(built.relister.run(), name="relist"),
                  asyncio.create_task(CertReloader(ctx, cert, key).run(), name="cert-reload")]
