@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -94,15 +93,14 @@ def test_dcgm_layouts(layout: str) -> None:
         assert all(lb["pod"] == "" for lb in idle)  # dropped by Prometheus: the GPU has no pod at all
 
 
-def test_scale_mode_renders_2000_pods_fast() -> None:
+def test_scale_mode_renders_2000_pods() -> None:
+    # how fast it renders is the benchmarks' business (no timed assertions in tests)
     fleet = Fleet.build(seed=1, namespaces=50, pods_per_namespace=40)
     assert len([p for p in fleet.topology.pods if p.namespace.startswith("bench-")]) == 2000
-    fleet.render()  # formats label strings once
-    start = time.perf_counter()
+    first = fleet.render()  # formats label strings once
     text = fleet.render()
-    elapsed = time.perf_counter() - start
     assert text.count("\nDCGM_FI_DEV_GPU_UTIL{") == 2000
-    assert elapsed < 0.5, f"render took {elapsed:.3f}s"
+    assert first.count("\nDCGM_FI_DEV_GPU_UTIL{") == 2000
 
 
 def test_cli_prints_listening_line_and_serves() -> None:
