@@ -6,10 +6,7 @@ import asyncio
 import http.client
 import logging
 import os
-import socket
 import ssl
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +19,7 @@ from cryptography.hazmat.primitives import serialization
 
 from adapter.certs import KeyPair, create_ca, issue
 from adapter.tlsreload import CertReloader
+from tests.support.procs import free_port, uvicorn_in_thread
 
 
 def _der(pair: KeyPair) -> bytes:
@@ -53,35 +51,18 @@ class Served:
     ca: KeyPair
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[Served]:
     ca = create_ca("reload-test-ca")
     cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
     _leaf(ca, "first").write(cert, key)
-    port = _free_port()
+    port = free_port()
     config = uvicorn.Config(_app, host="127.0.0.1", port=port, ssl_certfile=str(cert), ssl_keyfile=str(key),
                             lifespan="off", ws="none", log_level="warning", timeout_keep_alive=60)
     config.load()  # builds config.ssl: the context the server will use for every handshake
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="uvicorn-tls", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start within 15s")
-        time.sleep(0.02)
-    try:
+    with uvicorn_in_thread(config, "uvicorn-tls"):
         yield Served(port, config, cert, key, ca)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        assert not thread.is_alive(), "uvicorn did not stop within 10s"
 
 
 def _server_ctx(served: Served) -> ssl.SSLContext:

@@ -76,9 +76,8 @@ class Handlers:
     @staticmethod
     def _json(doc: object, request: Request) -> Response:
         pretty = request.query_params.get("pretty") in ("true", "1")
-        body = wire.dumps(doc, pretty)
-        gzipped = len(body) > wire.GZIP_THRESHOLD and wire.accepts_gzip(request.headers.get("accept-encoding"))
-        return _response(wire.gzip_body(body) if gzipped else body, gzipped)
+        return _response(*wire.maybe_gzip(wire.dumps(doc, pretty),
+                                          wire.accepts_gzip(request.headers.get("accept-encoding"))))
 
     @staticmethod
     def _selector(request: Request, param: str) -> Selector:

@@ -133,6 +133,13 @@ def gzip_body(body: bytes) -> bytes:
     return gzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0)
 
 
+def maybe_gzip(body: bytes, gzip_ok: bool) -> tuple[bytes, bool]:
+    """(body, gzipped) under the apiserver's rule: gzip only above ``GZIP_THRESHOLD`` and when accepted."""
+    if gzip_ok and len(body) > GZIP_THRESHOLD:
+        return gzip_body(body), True
+    return body, False
+
+
 class FastEncoder:
     """Byte-identical to ``dumps(custom_list(...))`` but built from memoized JSON fragments.
 
@@ -188,13 +195,10 @@ class FastEncoder:
         if not gzip_ok or len(hit.body) <= GZIP_THRESHOLD:
             return hit.body, False
         if hit.gz is None:
+            if self._bodies.pop(key, None) is not None:  # re-remembered below with its gzip form counted
+                self._body_bytes -= len(hit.body)
             hit.gz = gzip_body(hit.body)
-            if self._bodies.get(key) is hit:
-                self._body_bytes += len(hit.gz)
-                for other in [k for k in self._bodies if k != key]:
-                    if self._body_bytes <= self._max_body_bytes:
-                        break
-                    self._body_bytes -= self._bodies.pop(other).size
+            self._remember(key, hit)
         return hit.gz, True
 
     def _remember(self, key: tuple[int, str], entry: _Body) -> None:

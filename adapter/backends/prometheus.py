@@ -138,6 +138,18 @@ class PrometheusBackend:
             if self._on_call:
                 self._on_call(endpoint, outcome, time.perf_counter() - start)
 
+    def _raw(self, path: str, params: Mapping[str, str], *, post: bool) -> bytes:
+        """One API call on our session (form body for POST), raising like prometheus-api-client does."""
+        url = f"{self._url}{path}"
+        if post:
+            resp = self._session.post(url, data=params, headers=self._headers(), timeout=self.cfg.timeout)
+        else:
+            resp = self._session.get(url, params=params, headers=self._headers(), timeout=self.cfg.timeout)
+        if resp.status_code != 200:
+            raise PrometheusApiClientException(f"HTTP Status Code {resp.status_code} ({resp.content[:500]!r})")
+        content: bytes = resp.content
+        return content
+
     def series_sync(self, match: str, max_age: float) -> list[dict[str, str]]:
         """``/api/v1/series`` for ``match`` over the last ``max_age`` seconds, one entry per series.
 
@@ -149,14 +161,8 @@ class PrometheusBackend:
         def call() -> list[dict[str, str]]:
             now = time.time()
             params = {"match[]": match, "start": f"{now - max_age:.3f}", "end": f"{now:.3f}"}
-            url = f"{self._url}/api/v1/series"
-            if self.cfg.verb == "POST":
-                resp = self._session.post(url, data=params, headers=self._headers(), timeout=self.cfg.timeout)
-            else:
-                resp = self._session.get(url, params=params, headers=self._headers(), timeout=self.cfg.timeout)
-            if resp.status_code != 200:
-                raise PrometheusApiClientException(f"HTTP Status Code {resp.status_code} ({resp.content[:500]!r})")
-            data = json.loads(resp.content, object_hook=_SeriesShapes().hook)["data"]
+            body = self._raw("/api/v1/series", params, post=self.cfg.verb == "POST")
+            data = json.loads(body, object_hook=_SeriesShapes().hook)["data"]
             if not isinstance(data, list):
                 raise ValueError("unexpected /api/v1/series data")
             return data
@@ -165,16 +171,11 @@ class PrometheusBackend:
     def query_sync(self, promql: str) -> QueryResult:
         def call() -> QueryResult:
             requested = time.time()
-            headers = self._headers()
             url_len = len(self._url) + 15 + len(urllib.parse.quote(promql, safe=""))
             if self.cfg.verb == "POST" or url_len > MAX_GET_URL:
-                resp = self._session.post(f"{self._url}/api/v1/query", data={"query": promql},
-                                          headers=headers, timeout=self.cfg.timeout)
-                if resp.status_code != 200:
-                    raise PrometheusApiClientException(f"HTTP Status Code {resp.status_code} ({resp.content!r})")
-                result: Any = resp.json()["data"]["result"]
+                result: Any = json.loads(self._raw("/api/v1/query", {"query": promql}, post=True))["data"]["result"]
             else:
-                self._pc.headers = headers
+                self._pc.headers = self._headers()
                 result = self._pc.custom_query(promql)
             return parse_result(result, requested)
         return self._timed("query", call)

@@ -1,18 +1,12 @@
-"""Shared by the authn/authz tests: the real ``kubernetes`` clients against each module's fake API (``fk``)."""
+"""Shared by the authn/authz tests: the PKI (front-proxy CA, client CA, foreign CA and their leaves)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
-from adapter.backends.kubernetes import KubeClients, connect
-from tests.fakekube import FakeKube
+from tests.fakekube.tlsserver import Pki
 
 
-@pytest.fixture
-def kube(fk: FakeKube) -> Iterator[KubeClients]:
-    clients = connect(fk.kubeconfig)
-    assert clients is not None
-    yield clients
-    clients.close()
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    return Pki(tmp_path_factory.mktemp("pki"))

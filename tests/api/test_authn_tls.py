@@ -30,11 +30,6 @@ UNAUTHORIZED = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": 
                 "message": "Unauthorized", "reason": "Unauthorized", "code": 401}
 
 
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    return Pki(tmp_path_factory.mktemp("pki"))
-
-
 @pytest.fixture
 def fk(tmp_path: Path) -> Iterator[FakeKube]:
     with FakeKube(tmp_path / "kube") as fake:

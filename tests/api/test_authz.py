@@ -35,11 +35,6 @@ AS_HPA = [("X-Remote-User", HPA), ("X-Remote-Uid", "67d5"),
           *[("X-Remote-Group", g) for g in HPA_GROUPS[:2]], ("X-Remote-Group", "system:authenticated")]
 
 
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    return Pki(tmp_path_factory.mktemp("pki"))
-
-
 @pytest.fixture
 def fk(tmp_path: Path) -> Iterator[FakeKube]:
     with FakeKube(tmp_path / "kube") as fake:

@@ -37,16 +37,6 @@ def fk(tmp_path: Path) -> Iterator[FakeKube]:
         yield fake
 
 
-@pytest.fixture
-def kube(fk: FakeKube) -> Iterator[KubeClients]:
-    clients = connect(fk.kubeconfig)
-    assert clients is not None
-    try:
-        yield clients
-    finally:
-        clients.close()
-
-
 def names(kube: KubeClients, info: ResourceInfo, ns: str, selector: Selector) -> list[str]:
     got = asyncio.run(kube.objects.names(info, ns, selector))
     assert got is not None

@@ -8,9 +8,8 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
-import threading
-import time
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -20,7 +19,7 @@ import uvicorn
 from adapter.certs import create_ca, issue
 from tests.fakekube.app import FakeKubeState, Recorded, build_app
 from tests.fakekube.store import DEFAULT_RESOURCES, ResourceDef, Store
-from tests.support.procs import free_port
+from tests.support.procs import free_port, uvicorn_in_thread
 
 __all__ = ["DEFAULT_RESOURCES", "FakeKube", "FakeKubeState", "Recorded", "ResourceDef", "Store"]
 
@@ -33,8 +32,7 @@ class FakeKube:
         self.port = free_port()
         self.url = f"https://127.0.0.1:{self.port}"
         self.ca = create_ca("fake-kube-ca")
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
+        self._serving: contextlib.AbstractContextManager[Any] | None = None
         self.kubeconfig = workdir / "fake-kubeconfig.yaml"
 
     @property
@@ -51,24 +49,16 @@ class FakeKube:
         config = uvicorn.Config(build_app(self.state), host="127.0.0.1", port=self.port,
                                 ssl_certfile=str(cert), ssl_keyfile=str(key), log_level="critical",
                                 lifespan="off", timeout_graceful_shutdown=1)
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, name="fakekube", daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError("fake Kubernetes API did not start")
-            time.sleep(0.01)
+        self._serving = uvicorn_in_thread(config, "fakekube", start_timeout=10)
+        self._serving.__enter__()
         return self
 
     def __exit__(self, et: type[BaseException] | None, e: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.state.closing = True
         self.store.bump()
-        if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(10)
+        if self._serving is not None:
+            self._serving.__exit__(et, e, tb)
 
     def write_kubeconfig(self, path: Path, token: str) -> Path:
         cfg = {

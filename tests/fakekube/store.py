@@ -6,6 +6,7 @@ Thread-safe: tests mutate it from their own thread while the server's event loop
 from __future__ import annotations
 
 import asyncio
+import builtins
 import copy
 import threading
 from dataclasses import dataclass, field
@@ -138,7 +139,7 @@ class Store:
                 col.history.clear()
         self._wake()
 
-    def events_since(self, group: str, plural: str, rv: int) -> list[Event] | None:
+    def events_since(self, group: str, plural: str, rv: int) -> builtins.list[Event] | None:
         """Events after ``rv``; None when ``rv`` is too old (compacted)."""
         with self._lock:
             if rv < self._compacted:

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import ssl
-import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
@@ -22,7 +20,7 @@ import uvicorn
 from adapter.api.security import Authenticates, SecurityMiddleware
 from adapter.api.tlsproto import TLSH11Protocol
 from adapter.certs import KeyPair, create_ca, issue
-from tests.support.procs import free_port
+from tests.support.procs import free_port, uvicorn_in_thread
 
 
 class Pki:
@@ -93,22 +91,15 @@ class SecureServer:
         config = uvicorn.Config(SecurityMiddleware(app, authenticator, authorizer), host="127.0.0.1", port=self.port,
                                 http=protocol, ssl_context_factory=lambda cfg, default: ctx, lifespan="off",
                                 log_level="critical", timeout_graceful_shutdown=1)
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, name="secure-server", daemon=True)
+        self._serving = uvicorn_in_thread(config, "secure-server", start_timeout=10)
 
     def __enter__(self) -> SecureServer:
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("test server did not start")
-            time.sleep(0.01)
+        self._serving.__enter__()
         return self
 
     def __exit__(self, et: type[BaseException] | None, e: BaseException | None,
                  tb: TracebackType | None) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
+        self._serving.__exit__(et, e, tb)
 
     def client(self, cert: str | None = None) -> httpx.Client:
         return self.pki.client(self.url, cert)

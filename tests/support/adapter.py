@@ -10,6 +10,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
+from email.message import Message
 from pathlib import Path
 
 from tests.support.procs import free_port, python_module, running, wait_http
@@ -21,22 +22,26 @@ class Adapter:
     log: Path
     proc: subprocess.Popen[bytes]
 
-    def get(self, path: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, object], str]:
-        """(status, parsed JSON or {}, content type) without raising on 4xx/5xx."""
+    def raw_get(self, path: str, headers: dict[str, str] | None = None) -> tuple[int, Message, bytes]:
+        """(status, response headers, body as sent) without raising on 4xx/5xx."""
         ctx = ssl.create_default_context()
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
         req = urllib.request.Request(self.url + path, headers=headers or {})
         try:
             with urllib.request.urlopen(req, timeout=60, context=ctx) as r:
-                body, status, ctype = r.read(), r.status, r.headers.get("Content-Type", "")
+                return r.status, r.headers, r.read()
         except urllib.error.HTTPError as e:
-            body, status, ctype = e.read(), e.code, e.headers.get("Content-Type", "")
+            return e.code, e.headers, e.read()
+
+    def get(self, path: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, object], str]:
+        """(status, parsed JSON or {}, content type) without raising on 4xx/5xx."""
+        status, head, body = self.raw_get(path, headers)
         try:
             doc = json.loads(body) if body else {}
         except json.JSONDecodeError:
             doc = {"_text": body.decode()}
-        return status, doc, ctype
+        return status, doc, head.get("Content-Type", "")
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace")

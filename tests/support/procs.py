@@ -9,10 +9,14 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+import uvicorn
 
 
 def free_port() -> int:
@@ -83,3 +87,24 @@ def running(args: list[str], log: Path, env: dict[str, str] | None = None) -> It
 
 def python_module(*args: str) -> list[str]:
     return [sys.executable, "-m", *args]
+
+
+@contextlib.contextmanager
+def uvicorn_in_thread(config: Any, name: str, start_timeout: float = 15.0) -> Iterator[Any]:
+    """Run ``uvicorn.Server(config)`` in a daemon thread until the block ends (bounded start and stop)."""
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name=name, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + start_timeout
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            server.should_exit = True
+            raise RuntimeError(f"{name}: uvicorn did not start within {start_timeout:g}s")
+        time.sleep(0.01)
+    try:
+        yield server
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        if thread.is_alive():
+            raise RuntimeError(f"{name}: uvicorn did not stop within 10s")

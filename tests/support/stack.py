@@ -32,7 +32,7 @@ def exporter_and_prometheus(tmp: Path, series: Sequence[dict[str, object]], *,
 def get_ok(ad: Adapter, path: str, timeout: float = 20) -> dict[str, object]:
     """GET until 200 (bounded), e.g. while the first relist or scrape lands."""
     deadline = time.monotonic() + timeout
-    status, doc = 0, {}
+    status, doc = 0, dict[str, object]()
     while time.monotonic() < deadline:
         status, doc, _ = ad.get(path)
         if status == 200:
