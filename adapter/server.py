@@ -26,6 +26,7 @@ from adapter.errors import ConfigError
 from adapter.memory import tls_read_buffer, trim, tune_malloc
 from adapter.naming.query import MetricNamer, RuleError
 from adapter.naming.resources import StaticResourceMapper
+from adapter.naming.validate import validate
 from adapter.observability import Metrics
 from adapter.ports import ObjectResolver, ResourceMapper
 from adapter.provider.custom import CustomMetricsProvider, policies
@@ -56,8 +57,8 @@ class Built:
 
 def compile_rules(rules: LoadedRules, mapper: ResourceMapper) -> tuple[list[MetricNamer], list[MetricNamer]]:
     try:
-        custom = [MetricNamer.compile(r, mapper) for r in rules.rules]
-        external = [MetricNamer.compile(r, mapper) for r in rules.external_rules]
+        custom = [validate(MetricNamer.compile(r, mapper)) for r in rules.rules]
+        external = [validate(MetricNamer.compile(r, mapper)) for r in rules.external_rules]
     except RuleError as e:
         raise ConfigError(str(e)) from e
     return custom, external
