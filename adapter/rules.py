@@ -216,9 +216,11 @@ def preset_text(name: str) -> str:
 
 
 def load_rules(config: Path | None, presets: tuple[str, ...] = ()) -> LoadedRules:
-    """Load the user's file (if any) and every preset it or the flags name, strictly."""
-    rules: list[SourcedRule] = []
-    external: list[SourcedRule] = []
+    """Load the user's file (if any) and every preset it or the flags name, strictly.
+
+    Presets come first and the user's rules after them: a metric name produced by several rules belongs
+    to the last one (as in prometheus-adapter), so a user rule overrides a preset metric of that name."""
+    user: tuple[list[SourcedRule], list[SourcedRule]] = ([], [])
     wanted: list[str] = []
     if config is not None:
         try:
@@ -229,10 +231,12 @@ def load_rules(config: Path | None, presets: tuple[str, ...] = ()) -> LoadedRule
         if rf.resource_rules is not None:
             log.warning("%s: resourceRules (metrics.k8s.io) are not served by this adapter and are ignored",
                         config)
-        rules += [SourcedRule(r, str(config), "rules", i) for i, r in enumerate(rf.rules)]
-        external += [SourcedRule(r, str(config), "externalRules", i) for i, r in enumerate(rf.external_rules)]
+        user = ([SourcedRule(r, str(config), "rules", i) for i, r in enumerate(rf.rules)],
+                [SourcedRule(r, str(config), "externalRules", i) for i, r in enumerate(rf.external_rules)])
         wanted += rf.presets
     wanted += list(presets)
+    rules: list[SourcedRule] = []
+    external: list[SourcedRule] = []
     seen: list[str] = []
     for name in wanted:
         if name in seen:
@@ -242,4 +246,4 @@ def load_rules(config: Path | None, presets: tuple[str, ...] = ()) -> LoadedRule
         pf = parse_rules_text(preset_text(name), source)
         rules += [SourcedRule(r, source, "rules", i) for i, r in enumerate(pf.rules)]
         external += [SourcedRule(r, source, "externalRules", i) for i, r in enumerate(pf.external_rules)]
-    return LoadedRules(tuple(rules), tuple(external), tuple(seen))
+    return LoadedRules((*rules, *user[0]), (*external, *user[1]), tuple(seen))
