@@ -12,6 +12,7 @@ registry per process (tests one per test) and passes it in. All names start with
 | accel_adapter_prometheus_query_duration_seconds | histogram | endpoint |
 | accel_adapter_prometheus_query_errors_total | counter | endpoint, reason (failure kind / exception class) |
 | accel_adapter_cache_{hits,misses,coalesced,evictions,refreshes}_total | counter | cache |
+| accel_adapter_prometheus_up | gauge | 1 while Prometheus answers, 0 while it is unreachable (or answers 502-504) |
 | accel_adapter_relist_duration_seconds | histogram | |
 | accel_adapter_relist_errors_total | counter | |
 | accel_adapter_relist_last_success_timestamp_seconds | gauge | |
@@ -86,6 +87,9 @@ class Metrics:
                                      registry=r)
         self.relist_last_success = Gauge(
             f"{p}_relist_last_success_timestamp_seconds", "Unix time of the last successful relist.",
+            registry=r)
+        self.prometheus_up = Gauge(
+            f"{p}_prometheus_up", "1 while Prometheus answers, 0 while it is unreachable or answers 502-504.",
             registry=r)
         self.series_discovered = Gauge(
             f"{p}_series_discovered", "Series found by the last successful relist.", registry=r)
@@ -166,6 +170,9 @@ class Metrics:
         self.series_discovered.set(series)
         for api, count in metrics.items():
             self.metrics_discovered.labels(api).set(count)
+
+    def set_prometheus_up(self, up: bool) -> None:
+        self.prometheus_up.set(1 if up else 0)
 
     def relist_failed(self, seconds: float) -> None:
         self.relist_duration.observe(seconds)

@@ -82,7 +82,7 @@ def build(st: Settings, *, registry: CollectorRegistry | None = None,
         token_file=st.prometheus_token_file, ca_file=st.prometheus_ca_file,
         client_cert=st.prometheus_client_tls_cert_file, client_key=st.prometheus_client_tls_key_file,
         timeout=min(st.prometheus_timeout, st.request_timeout), max_concurrency=st.prometheus_max_concurrency,
-    ), on_call=on_call)
+    ), on_call=on_call, on_reachable=metrics.set_prometheus_up)
     runner = QueryRunner(backend.query, ttl=st.cache_ttl, max_entries=st.cache_max_entries,
                          on_event=metrics.cache_observer("query"))
 

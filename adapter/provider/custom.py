@@ -7,7 +7,7 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
-from adapter.errors import AdapterError, MetricNotFound, NotFound
+from adapter.errors import AdapterError, MetricNotFound, NotFound, Unavailable
 from adapter.model import CustomMetricInfo, CustomValue, ObjectRef, QueryResult, ResourceInfo, Sample, Selector
 from adapter.naming.query import MetricNamer
 from adapter.ports import ObjectResolver, ResourceMapper
@@ -58,7 +58,9 @@ class CustomMetricsProvider:
         try:
             return await self.runner.run(promql, policy.cache_ttl)
         except AdapterError as e:
-            log.warning("query failed", extra={"promql": promql, "error": e.message, "code": e.code})
+            # an outage is logged once by the backend when it starts; each failed query only counts
+            log.log(logging.DEBUG if isinstance(e, Unavailable) else logging.WARNING, "query failed",
+                    extra={"promql": promql, "error": e.message, "code": e.code})
             raise
 
     def _ref(self, info: ResourceInfo, namespace: str, name: str) -> ObjectRef:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from adapter.errors import AdapterError, NotFound
+from adapter.errors import AdapterError, NotFound, Unavailable
 from adapter.model import ExternalMetricInfo, ExternalValue, QueryResult, Selector
 from adapter.naming.query import MetricNamer
 from adapter.provider.discovery import Relister
@@ -38,7 +38,9 @@ class ExternalMetricsProvider:
         try:
             result: QueryResult | None = await self.runner.run(promql, policy.cache_ttl)
         except AdapterError as e:
-            log.warning("query failed", extra={"promql": promql, "error": e.message, "code": e.code})
+            # an outage is logged once by the backend when it starts; each failed query only counts
+            log.log(logging.DEBUG if isinstance(e, Unavailable) else logging.WARNING, "query failed",
+                    extra={"promql": promql, "error": e.message, "code": e.code})
             if policy.missing != "lastKnown":
                 raise
             result = None
