@@ -30,7 +30,7 @@ from adapter.naming.validate import validate
 from adapter.observability import Metrics
 from adapter.ports import ObjectResolver, ResourceMapper
 from adapter.provider.custom import CustomMetricsProvider, policies
-from adapter.provider.discovery import Relister
+from adapter.provider.discovery import Relister, RuleStatus
 from adapter.provider.external import ExternalMetricsProvider
 from adapter.provider.objects import KsmObjectResolver
 from adapter.provider.registry import SeriesIndex
@@ -86,9 +86,17 @@ def build(st: Settings, *, registry: CollectorRegistry | None = None,
     runner = QueryRunner(backend.query, ttl=st.cache_ttl, max_entries=st.cache_max_entries,
                          on_event=metrics.cache_observer("query"))
 
-    def on_relist(seconds: float, index: SeriesIndex) -> None:
+    def rule_id(namer: MetricNamer) -> tuple[str, str]:
+        return namer.sourced.source, f"{namer.sourced.list_name}[{namer.sourced.index}]"
+
+    metrics.rules_known(rule_id(n) for n in (*custom_namers, *external_namers))
+
+    def on_relist(seconds: float, index: SeriesIndex, statuses: RuleStatus) -> None:
         metrics.observe_relist(seconds, series=index.series_count,
-                               metrics={"custom": len(index.custom), "external": len(index.external)})
+                               metrics={"custom": len(index.custom), "external": len(index.external)},
+                               complete=not any(err for _, err in statuses))
+        for namer, err in statuses:
+            metrics.observe_rule_discovery(*rule_id(namer), ok=not err)
         trim()  # the relist's transient allocations (and any burst's) go back to the system
 
     relister = Relister(custom_namers, external_namers, backend.series, st.metrics_relist_interval,
@@ -102,7 +110,10 @@ def build(st: Settings, *, registry: CollectorRegistry | None = None,
     handlers = Handlers(custom, external, st.request_timeout)
 
     def readiness() -> tuple[bool, str]:
-        return relister.ready, relister.last_error or "no successful series discovery yet"
+        # "can serve the API", as k8s.io/apiserver means it: never Prometheus or discovery, which an
+        # unready aggregated server would turn into a 503 for its whole API group; their state goes to
+        # /metrics, the log, and the answers (a metric whose discovery never succeeded answers 503)
+        return True, ""
 
     app = create_app(handlers, readiness, metrics, external_enabled=external is not None, wrap=wrap)
     return Built(app, relister, backend, runner, metrics, rules, custom, external)

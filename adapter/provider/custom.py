@@ -51,6 +51,9 @@ class CustomMetricsProvider:
                ) -> tuple[MetricNamer, str]:
         entry = self.relister.index.lookup(info.group_resource, bool(namespace), metric)
         if entry is None:
+            why = self.relister.unavailable(metric, info.group_resource)
+            if why:
+                raise Unavailable(f"the metric {metric} for {info.group_resource} is unavailable: {why}")
             raise MetricNotFound(metric, str(info.group_resource), name, selector)
         return entry.namer, entry.series
 

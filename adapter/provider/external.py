@@ -30,6 +30,9 @@ class ExternalMetricsProvider:
     async def get(self, namespace: str, metric: str, selector: Selector) -> list[ExternalValue]:
         entry = self.relister.index.external.get(metric)
         if entry is None:
+            why = self.relister.unavailable(metric)
+            if why:
+                raise Unavailable(f"the metric {metric} is unavailable: {why}")
             raise NotFound(f"the server could not find the metric {metric} for namespace {namespace}")
         namer, series = entry.namer, entry.series
         policy = self.policy_for(namer)

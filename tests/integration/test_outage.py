@@ -26,15 +26,6 @@ def prom(tmp_path: Path) -> Iterator[Prometheus]:
         yield p
 
 
-def test_not_ready_until_first_relist(tmp_path: Path) -> None:
-    dead = f"http://127.0.0.1:{free_port()}"
-    with adapter(tmp_path, dead, "--config", str(RULES), ready=False) as ad:
-        status, doc, _ = ad.get("/readyz")
-        assert status == 503 and "metrics-discovery" in str(doc["_text"])
-        status, _, _ = ad.get("/livez")
-        assert status == 200
-
-
 def test_prometheus_process_stopped(tmp_path: Path) -> None:
     series_file = tmp_path / "series.json"
     series_file.write_text(json.dumps(SERIES))
