@@ -64,6 +64,16 @@ def compile_rules(rules: LoadedRules, mapper: ResourceMapper) -> tuple[list[Metr
     return custom, external
 
 
+def prometheus_backend(st: Settings, on_call: Callable[[str, str, float], None] | None = None,
+                       on_reachable: Callable[[bool], None] | None = None) -> PrometheusBackend:
+    return PrometheusBackend(PrometheusConfig(
+        url=st.prometheus_url, verb=st.prometheus_verb, headers=st.prometheus_headers,
+        token_file=st.prometheus_token_file, ca_file=st.prometheus_ca_file,
+        client_cert=st.prometheus_client_tls_cert_file, client_key=st.prometheus_client_tls_key_file,
+        timeout=min(st.prometheus_timeout, st.request_timeout), max_concurrency=st.prometheus_max_concurrency,
+    ), on_call=on_call, on_reachable=on_reachable)
+
+
 def build(st: Settings, *, registry: CollectorRegistry | None = None,
           mapper: ResourceMapper | None = None, resolver: ObjectResolver | None = None,
           wrap: Callable[[ASGIApp], ASGIApp] | None = None) -> Built:
@@ -77,12 +87,7 @@ def build(st: Settings, *, registry: CollectorRegistry | None = None,
     def on_call(endpoint: str, outcome: str, seconds: float) -> None:
         metrics.observe_query(endpoint, seconds, None if outcome == "success" else outcome)
 
-    backend = PrometheusBackend(PrometheusConfig(
-        url=st.prometheus_url, verb=st.prometheus_verb, headers=st.prometheus_headers,
-        token_file=st.prometheus_token_file, ca_file=st.prometheus_ca_file,
-        client_cert=st.prometheus_client_tls_cert_file, client_key=st.prometheus_client_tls_key_file,
-        timeout=min(st.prometheus_timeout, st.request_timeout), max_concurrency=st.prometheus_max_concurrency,
-    ), on_call=on_call, on_reachable=metrics.set_prometheus_up)
+    backend = prometheus_backend(st, on_call=on_call, on_reachable=metrics.set_prometheus_up)
     runner = QueryRunner(backend.query, ttl=st.cache_ttl, max_entries=st.cache_max_entries,
                          on_event=metrics.cache_observer("query"))
 

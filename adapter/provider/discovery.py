@@ -113,9 +113,11 @@ class Relister:
             return
         rules = ", ".join(n.where for n in (*self.custom, *self.external) if n.series_query == query)
         if state.error:
+            cause = result.__cause__ if isinstance(result, BaseException) else None
             log.warning("series discovery failed; %s", "serving the last series found" if state.series is not None
                         else "its metrics answer 503 until it succeeds",
-                        extra={"rules": rules, "series_query": query, "error": state.error})
+                        extra={"rules": rules, "series_query": query, "error": state.error,
+                               "cause": str(cause)[:300] if cause is not None else ""})
         else:
             log.info("series discovery recovered", extra={"rules": rules, "series_query": query})
 

@@ -6,6 +6,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
+from adapter.cli import main
 from tests.integration.conftest import ROOT, RULES, SERIES
 from tests.support.adapter import Adapter, adapter
 from tests.support.procs import free_port, python_module, running
@@ -81,3 +84,32 @@ def test_serves_once_an_unreachable_prometheus_comes_back(tmp_path: Path) -> Non
         assert [line.split(": ", 1)[1].split(";")[0].split(" url=")[0] for line in lines] == [
             "Prometheus is unreachable", "Prometheus is reachable again"], lines
         assert "Retrying" not in ad.log_text()
+
+
+def test_check_config_runs_each_series_query_and_reports_per_rule(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = with_rule(tmp_path, REJECTED_RULE + """- seriesQuery: 'gpu_util{namespace!="",pod!=""}'
+  resources: {overrides: {namespace: {resource: namespace}, pod: {resource: pod}}}
+  name: {matches: "^gpu_util$", as: "gpu_utilization"}
+  metricsQuery: 'max(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)'
+""")
+    with exporter_and_prometheus(tmp_path, SERIES, min_results=5) as (_, prom):
+        prom.wait_for("cluster_queue_depth")
+        assert main(["check-config", "--config", str(cfg), "--prometheus-url", prom.url]) == 1
+        out, err = capsys.readouterr()
+        lines = {line.strip().split(": ", 2)[1]: line.strip().split(": ", 2)[2] for line in out.splitlines()
+                 if line.startswith("  ")}
+        assert lines["rules[0]"] == ("5 series, 5 named, 2 metrics: namespaces/gpu_utilization, pods/gpu_utilization "
+                                     "(overridden by a later rule: namespaces/gpu_utilization, pods/gpu_utilization)")
+        assert lines["rules[2]"] == "2 series, 2 named, 1 metrics: nodes/node_temp_celsius"
+        assert lines["rules[4]"].startswith("error: Internal error occurred: unable to fetch metrics (HTTP Status "
+                                            "Code 400")
+        assert "bad_data" in lines["rules[4]"]
+        assert lines["rules[5]"] == "5 series, 5 named, 2 metrics: namespaces/gpu_utilization, pods/gpu_utilization"
+        assert lines["externalRules[1]"] == "1 series, 1 named, 1 metrics: cluster_queue_depth"
+        assert "series discovery failed for 1 of 8 rules" in err
+        assert main(["check-config", "--config", str(RULES), "--prometheus-url", prom.url]) == 0
+    dead = f"http://127.0.0.1:{free_port()}"
+    assert main(["check-config", "--config", str(RULES), "--prometheus-url", dead, "--prometheus-timeout", "2s"]) == 1
+    out = capsys.readouterr().out
+    assert f"{RULES}: rules[0]: error: Prometheus is unreachable" in out
