@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from tests.support.adapter import Adapter, adapter
-from tests.support.prometheus import Prometheus, prometheus
 from tests.support.procs import free_port, python_module, running
+from tests.support.prometheus import Prometheus, prometheus
 from tests.support.stack import ROOT, exporter_and_prometheus, get_ok
 
 CM2 = "/apis/custom.metrics.k8s.io/v1beta2"

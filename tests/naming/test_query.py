@@ -179,14 +179,17 @@ def test_build_all_namespaces_groups_by_namespace_and_object() -> None:
 LVBN = """
 - seriesQuery: 'DCGM_FI_DEV_GPU_UTIL{namespace!="",pod!=""}'
   resources: {overrides: {namespace: {resource: namespace}, pod: {resource: pod}}}
-  metricsQuery: 'avg(<<.Series>>{gpu_model=~"<<index .LabelValuesByName "gpu_model">>",pod=~"<<index .LabelValuesByName "pod">>",namespace="<<index .LabelValuesByName "namespace">>"}) by (<<.GroupBy>>)'
+  metricsQuery: >-
+    avg(<<.Series>>{gpu_model=~"<<index .LabelValuesByName "gpu_model">>",
+    pod=~"<<index .LabelValuesByName "pod">>",namespace="<<index .LabelValuesByName "namespace">>"})
+    by (<<.GroupBy>>)
 """
 
 
 @pytest.mark.parametrize(("metric_sel", "expected"), [
-    ("gpu_model=H100", 'avg(G{gpu_model=~"H100",pod=~"a|b",namespace="ns1"}) by (pod)'),
-    ("gpu_model in (A100,H100)", 'avg(G{gpu_model=~"A100|H100",pod=~"a|b",namespace="ns1"}) by (pod)'),
-    ("gpu_model", 'avg(G{gpu_model=~"",pod=~"a|b",namespace="ns1"}) by (pod)'),
+    ("gpu_model=H100", 'avg(G{gpu_model=~"H100", pod=~"a|b",namespace="ns1"}) by (pod)'),
+    ("gpu_model in (A100,H100)", 'avg(G{gpu_model=~"A100|H100", pod=~"a|b",namespace="ns1"}) by (pod)'),
+    ("gpu_model", 'avg(G{gpu_model=~"", pod=~"a|b",namespace="ns1"}) by (pod)'),
 ], ids=["eq", "in", "exists"])
 def test_label_values_by_name_holds_every_selector_requirement(metric_sel: str, expected: str) -> None:
     """prometheus-adapter's processQueryParts puts each metricLabelSelector requirement into
