@@ -113,7 +113,11 @@ def not_local(expr: Expr, required: Iterable[str], matcher_names: Iterable[str] 
 
 
 def _visit(node: Expr, req: frozenset[str], probe: frozenset[str]) -> bool:
-    """Raise ``_NotLocal`` for a node that mixes objects; return whether the request selects its series."""
+    """Raise ``_NotLocal`` for a node that mixes objects; return whether the request selects its series.
+
+    A subtree that reads no series the request selects is the same whatever was requested (node-level
+    data, ``kube_node_info`` ...): anything may be computed there. The checks apply where selected
+    series are combined."""
     if isinstance(node, pp.VectorSelector):
         return any(m.name in probe for m in node.matchers.matchers)
     if isinstance(node, pp.MatrixSelector):
@@ -125,40 +129,64 @@ def _visit(node: Expr, req: frozenset[str], probe: frozenset[str]) -> bool:
     if isinstance(node, pp.Call):
         return _call(node, req, probe)
     if isinstance(node, pp.AggregateExpr):
-        op = _op(node)
-        if op not in _GROUPING_AGGREGATIONS:
-            raise _NotLocal(f"aggregation {op}() is not known to work per object")
-        mod = node.modifier
-        if mod is None:
-            if req:
-                raise _NotLocal(f"{op}() without by (...) mixes every object")
-        elif mod.type == pp.AggModifierType.By:
-            missing = sorted(req - set(mod.labels))
-            if missing:
-                raise _NotLocal(f"{op} by ({', '.join(mod.labels)}) does not keep {', '.join(missing)}")
-        elif req & set(mod.labels):
-            raise _NotLocal(f"{op} without ({', '.join(mod.labels)}) drops an object label")
-        if node.param is not None and isinstance(node.param, pp.Expr):
-            _visit(node.param, req, probe)
-        return _visit(node.expr, req, probe)
+        return _aggregate(node, req, probe)
     if isinstance(node, pp.BinaryExpr):
-        left, right = _visit(node.lhs, req, probe), _visit(node.rhs, req, probe)
-        if kind(node.lhs) == "vector" and kind(node.rhs) == "vector":
-            matching = node.modifier.matching if node.modifier is not None else None
-            if matching is not None:
-                labels = set(matching.labels)
-                if matching.type == pp.LabelModifierType.Include and not req <= labels:
-                    raise _NotLocal(f"'{_op(node)} on ({', '.join(matching.labels)})' matches across objects")
-                if matching.type == pp.LabelModifierType.Exclude and req & labels:
-                    raise _NotLocal(f"'{_op(node)} ignoring ({', '.join(matching.labels)})' matches across objects")
-        return left or right
+        return _binary(node, req, probe)
     raise _NotLocal(f"{type(node).__name__} is not known to work per object")
+
+
+def _aggregate(node: pp.AggregateExpr, req: frozenset[str], probe: frozenset[str]) -> bool:
+    if node.param is not None and isinstance(node.param, pp.Expr) and _visit(node.param, req, probe):
+        raise _NotLocal(f"the parameter of {_op(node)}() reads series of every object")
+    if not _visit(node.expr, req, probe):
+        return False
+    op = _op(node)
+    if op not in _GROUPING_AGGREGATIONS:
+        raise _NotLocal(f"aggregation {op}() is not known to work per object")
+    mod = node.modifier
+    if mod is None:
+        if req:
+            raise _NotLocal(f"{op}() without by (...) mixes every object")
+    elif mod.type == pp.AggModifierType.By:
+        missing = sorted(req - set(mod.labels))
+        if missing:
+            raise _NotLocal(f"{op} by ({', '.join(mod.labels)}) does not keep {', '.join(missing)}")
+    elif req & set(mod.labels):
+        raise _NotLocal(f"{op} without ({', '.join(mod.labels)}) drops an object label")
+    return True
+
+
+def _binary(node: pp.BinaryExpr, req: frozenset[str], probe: frozenset[str]) -> bool:
+    left, right = _visit(node.lhs, req, probe), _visit(node.rhs, req, probe)
+    if not (left or right):
+        return False
+    op = _op(node)
+    if kind(node.lhs) != "vector" or kind(node.rhs) != "vector":
+        scalar_side = node.lhs if kind(node.lhs) != "vector" else node.rhs
+        if _visit(scalar_side, req, probe):
+            raise _NotLocal(f"the scalar {scalar_side} reads series of every object")
+        return True
+    modifier = node.modifier
+    matching = modifier.matching if modifier is not None else None
+    if modifier is None or matching is None:  # matched on all labels: never across objects
+        return True
+    labels = set(matching.labels)
+    keeps = req <= labels if matching.type == pp.LabelModifierType.Include else not req & labels
+    if keeps:
+        return True
+    # matched on labels that do not name the object: fine only when each element of the selected side
+    # is joined with data that does not depend on the request (a node's series onto its pods)
+    card = modifier.card
+    if left and not right and (op in ("and", "unless") or card == pp.VectorMatchCardinality.ManyToOne):
+        return True
+    if right and not left and op not in ("and", "or", "unless") and card == pp.VectorMatchCardinality.OneToMany:
+        return True
+    how = "on" if matching.type == pp.LabelModifierType.Include else "ignoring"
+    raise _NotLocal(f"'{op} {how} ({', '.join(matching.labels)})' matches across objects")
 
 
 def _call(node: pp.Call, req: frozenset[str], probe: frozenset[str]) -> bool:
     name = node.func.name
-    if name not in _PER_SERIES:
-        raise _NotLocal(f"{name}() is not known to work per object")
     args = list(node.args)
     if name in ("label_replace", "label_join"):
         selected = _visit(args[0], req, probe)
@@ -166,29 +194,15 @@ def _call(node: pp.Call, req: frozenset[str], probe: frozenset[str]) -> bool:
         if dst in req and selected:
             raise _NotLocal(f"{name}() rewrites the object label {dst!r} of series the request selects")
         return selected
-    selected = False
-    for arg in args:
+    selected_args = [arg for arg in args if _visit(arg, req, probe)]
+    if not selected_args:
+        return False
+    if name not in _PER_SERIES:
+        raise _NotLocal(f"{name}() is not known to work per object")
+    for arg in selected_args:
         if kind(arg) in ("scalar", "string"):
-            _constant(arg)
-        else:
-            selected = _visit(arg, req, probe) or selected
-    return selected
-
-
-def _constant(node: Expr) -> None:
-    """A scalar argument must not read series (``scalar(sum(x))`` mixes every object)."""
-    if isinstance(node, (pp.NumberLiteral, pp.StringLiteral)):
-        return
-    if isinstance(node, (pp.ParenExpr, pp.UnaryExpr)):
-        _constant(node.expr)
-        return
-    if isinstance(node, pp.BinaryExpr):
-        _constant(node.lhs)
-        _constant(node.rhs)
-        return
-    if isinstance(node, pp.Call) and node.func.name in ("time", "pi"):
-        return
-    raise _NotLocal(f"the scalar {node} reads series of every object")
+            raise _NotLocal(f"the scalar {arg} reads series of every object")
+    return True
 
 
 # -- data age ------------------------------------------------------------------------------------

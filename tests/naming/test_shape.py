@@ -31,7 +31,15 @@ P = '__accel_probe__="1"'
     ("topk by (namespace, pod) (1, S{%s})", True, True),
     ("absent(S{%s})", False, False),
     ("S{%s} / sum(S{%s})", False, False),
-    ("histogram_quantile(scalar(q), S{%s})", False, False),
+    ("histogram_quantile(scalar(sum(S{%s})), S{%s})", False, False),
+    # data the request does not select is the same whatever was requested: anything goes there
+    ("histogram_quantile(scalar(q), S{%s})", True, True),
+    ("S{%s} * on (node) group_left () avg by (node) (N)", True, True),
+    ("S{%s} and on (node) N", True, True),
+    ("avg by (node) (N) * on (node) group_right () S{%s}", True, True),
+    ("S{%s} or on (node) N", False, False),
+    ("S{%s} * on (node) N", False, False),
+    ("N * on (node) group_left () S{%s}", False, False),
     ('label_replace(S{%s}, "pod", "$1", "target", "(.+)")', False, False),
     # relabelled from series the request does not select (dcgm-exporter's exported_pod layout)
     ('avg by (namespace,pod) (label_replace(S{exported_pod!=""}, "pod", "$1", "exported_pod", "(.+)") '
@@ -82,3 +90,38 @@ def test_unparsable_query_is_refused() -> None:
 
 def test_template_without_label_matchers_has_no_age() -> None:
     assert plan_queries("sum(S) by (pod)", 'namespace="a"', ["pod"]).age is None
+
+
+# prometheus-adapter's published rules (its Helm chart's default rules and docs/walkthrough.md)
+PUBLISHED = [
+    'sum(rate(<<.Series>>{<<.LabelMatchers>>,container!="POD"}[5m])) by (<<.GroupBy>>)',
+    'sum(<<.Series>>{<<.LabelMatchers>>,container!="POD"}) by (<<.GroupBy>>)',
+    "sum(rate(<<.Series>>{<<.LabelMatchers>>}[5m])) by (<<.GroupBy>>)",
+    "sum(rate(<<.Series>>{<<.LabelMatchers>>}[2m])) by (<<.GroupBy>>)",
+    "avg(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)",
+]
+
+
+@pytest.mark.parametrize("template", PUBLISHED)
+def test_published_sample_rules_keep_the_cluster_wide_query(template: str) -> None:
+    from adapter.model import GroupResource
+    from adapter.naming.query import MetricNamer
+    from adapter.naming.resources import StaticResourceMapper
+    from adapter.rules import SourcedRule, parse_rules_text
+    rf = parse_rules_text("rules:\n- seriesQuery: 'x{namespace!=\"\",pod!=\"\"}'\n"
+                          "  resources: {overrides: {namespace: {resource: namespace}, pod: {resource: pod}}}\n"
+                          f"  metricsQuery: '{template}'\n", "t.yaml")
+    namer = MetricNamer.compile(SourcedRule(rf.rules[0], "t.yaml", "rules", 0), StaticResourceMapper())
+    assert namer.wide_reason(GroupResource("", "pods"), cluster=True) is None
+
+
+def test_every_preset_custom_rule_keeps_the_cluster_wide_query() -> None:
+    from adapter.model import GroupResource
+    from adapter.naming.query import MetricNamer
+    from adapter.naming.resources import StaticResourceMapper
+    from adapter.rules import available_presets, load_rules
+    rules = load_rules(None, tuple(available_presets()))
+    assert len(rules.rules) >= 30
+    for sourced in rules.rules:
+        namer = MetricNamer.compile(sourced, StaticResourceMapper())
+        assert namer.wide_reason(GroupResource("", "pods"), cluster=True) is None, sourced.where

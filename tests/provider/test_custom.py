@@ -89,3 +89,13 @@ def test_one_cluster_wide_query_answers_every_namespace_and_memo_follows_the_res
         assert fresh is not a and [v.value for v in fresh] == [0, 10, 20]
 
     asyncio.run(scenario())
+
+
+def test_described_object_memo_is_keyed_by_group_and_kind() -> None:
+    """A Knative Service after a core Service of the same name came back with apiVersion "/v1"."""
+    from adapter.model import GroupResource, ResourceInfo
+    provider, _ = make(Clock())
+    core = ResourceInfo(GroupResource("", "services"), "Service", "service", "v1", True)
+    knative = ResourceInfo(GroupResource("serving.knative.dev", "services"), "Service", "service", "v1", True)
+    assert provider._ref(core, "ns", "web").api_version == "/v1"
+    assert provider._ref(knative, "ns", "web").api_version == "serving.knative.dev/v1"
