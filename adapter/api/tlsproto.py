@@ -94,6 +94,10 @@ def request_client_certificates(ctx: ssl.SSLContext, ca_pems: Sequence[bytes]) -
     authenticator verifies it per purpose. Call again with CAs learned later (they matter only in the
     fallback, where OpenSSL verifies against them)."""
     ctx.verify_mode = ssl.CERT_OPTIONAL
+    # no session resumption: OpenSSL does not keep the client's intermediates in a session ticket,
+    # so a resumed connection would present the leaf alone (Go's server keeps the whole chain)
+    ctx.num_tickets = 0
+    ctx.options |= ssl.OP_NO_TICKET
     if ctx in _unverified:
         return
     if _leave_chain_to_python(ctx):

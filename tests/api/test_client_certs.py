@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import socket
+import ssl
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -98,3 +100,27 @@ def test_rejection_logged_once_per_reason_and_subject(pki: Pki, fk: FakeKube, ku
     assert "requestheader-client-ca-file: CN=front-proxy-ca" in foreign
     assert "x509: certificate has expired or is not yet valid: current time" in old
     assert fk.state.sars() == []
+
+
+def _raw_get(srv: SecureServer, ctx: ssl.SSLContext, session: ssl.SSLSession | None) -> tuple[bytes, ssl.SSLSession]:
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as raw, \
+            ctx.wrap_socket(raw, server_hostname="127.0.0.1", session=session) as tls:
+        tls.sendall(f"GET {DISCOVERY} HTTP/1.1\r\nHost: x\r\nX-Remote-User: bob\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while chunk := tls.recv(65536):
+            data += chunk
+        assert tls.session is not None and not tls.session_reused
+        return data.split(b"\r\n", 1)[0], tls.session
+
+
+def test_every_connection_presents_the_whole_chain(pki: Pki, fk: FakeKube, kube: KubeClients) -> None:
+    """A resumed TLS session would carry the leaf alone (OpenSSL keeps no intermediates in a ticket):
+    resumption is off, so the cert-manager chain verifies on every connection."""
+    ca, client = _style(pki, "cert-manager")
+    ctx = ssl.create_default_context(cafile=str(pki.cert("serving-ca")))
+    ctx.load_cert_chain(pki.cert(client), pki.key(client))
+    with _server(pki, kube, ca) as srv:
+        status, session = _raw_get(srv, ctx, None)
+        assert status == b"HTTP/1.1 200 OK"
+        status, _ = _raw_get(srv, ctx, session)
+        assert status == b"HTTP/1.1 200 OK"
