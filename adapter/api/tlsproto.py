@@ -66,7 +66,8 @@ def build_server_ssl_context(cert_file: str, key_file: str, client_ca_pems: Sequ
 
 _ACCEPT_CHAIN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p)(lambda _store, _arg: 1)
 _SSL_VERIFY_PEER = 1
-_unverified: weakref.WeakSet[ssl.SSLContext] = weakref.WeakSet()
+_unverified: weakref.WeakSet[ssl.SSLContext] = weakref.WeakSet()  # chain left to the authenticator
+_fallback: weakref.WeakSet[ssl.SSLContext] = weakref.WeakSet()  # OpenSSL verifies against the loaded CAs
 
 
 def _leave_chain_to_python(ctx: ssl.SSLContext) -> bool:
@@ -100,11 +101,13 @@ def request_client_certificates(ctx: ssl.SSLContext, ca_pems: Sequence[bytes]) -
     ctx.options |= ssl.OP_NO_TICKET
     if ctx in _unverified:
         return
-    if _leave_chain_to_python(ctx):
-        _unverified.add(ctx)
-        return
-    log.warning("cannot leave client-certificate verification to the authenticator on this Python/OpenSSL: "
-                "certificates from CAs other than the client CAs fail the TLS handshake")
+    if ctx not in _fallback:
+        if _leave_chain_to_python(ctx):
+            _unverified.add(ctx)
+            return
+        _fallback.add(ctx)
+        log.warning("cannot leave client-certificate verification to the authenticator on this Python/OpenSSL: "
+                    "certificates from CAs other than the client CAs fail the TLS handshake")
     bundle = b"\n".join(p.strip() for p in ca_pems if p and p.strip())
     if bundle:
         ctx.load_verify_locations(cadata=bundle.decode("ascii"))

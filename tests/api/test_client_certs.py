@@ -14,8 +14,10 @@ import ssl
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
+from adapter.api import tlsproto
 from adapter.backends.kubernetes import KubeClients
 from adapter.settings import Settings
 from tests.api.test_authn_tls import DISCOVERY, UNAUTHORIZED, get, serve
@@ -124,3 +126,18 @@ def test_every_connection_presents_the_whole_chain(pki: Pki, fk: FakeKube, kube:
         assert status == b"HTTP/1.1 200 OK"
         status, _ = _raw_get(srv, ctx, session)
         assert status == b"HTTP/1.1 200 OK"
+
+
+def test_fallback_where_the_chain_cannot_be_left_to_python(pki: Pki, kube: KubeClients, fk: FakeKube,
+                                                           monkeypatch: pytest.MonkeyPatch,
+                                                           caplog: pytest.LogCaptureFixture) -> None:
+    """Without the OpenSSL hook the context still requests certificates and OpenSSL verifies them
+    against the loaded CAs: secure, a foreign certificate fails the handshake; said once at warning."""
+    monkeypatch.setattr(tlsproto, "_leave_chain_to_python", lambda ctx: False)
+    with _server(pki, kube, pki.cert("front-proxy-ca")) as srv:
+        assert get(srv, "front-proxy-client", headers=[("X-Remote-User", "bob")]).json()["identity"]["user"] == "bob"
+        with pytest.raises(httpx.HTTPError):
+            get(srv, "foreign", headers=[("X-Remote-User", "bob")])
+    assert [r.getMessage() for r in caplog.records if "cannot leave" in r.getMessage()] == [
+        "cannot leave client-certificate verification to the authenticator on this Python/OpenSSL: "
+        "certificates from CAs other than the client CAs fail the TLS handshake"]
