@@ -152,10 +152,14 @@ class CertPool:
     """A CA bundle (Go's ``CertPool``): parsed once, looked up by raw subject."""
 
     def __init__(self, certs: Sequence[x509.Certificate] = ()) -> None:
+        """Raises ValueError for a certificate Go could not parse either (a bad CA bundle)."""
         self._by_name: dict[bytes, list[Cert]] = {}
         self._ders: set[bytes] = set()
         for c in certs:
-            self.add(Cert.parse(c.public_bytes(serialization.Encoding.DER)))
+            try:
+                self.add(Cert.parse(c.public_bytes(serialization.Encoding.DER)))
+            except ChainRejected as e:
+                raise ValueError(f"CA certificate {c.subject.rfc4514_string()!r}: {e}") from e
 
     def add(self, cert: Cert) -> None:
         if cert.der not in self._ders:

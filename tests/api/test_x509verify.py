@@ -200,3 +200,13 @@ def test_nothing_to_verify() -> None:
         verify_chain([client(root).der], CertPool(), NOW)
     with pytest.raises(ChainRejected, match="malformed certificate"):
         verify_chain([b"\x30\x03\x02\x01\x00"], CertPool([root.cert]), NOW)
+
+
+def test_malformed_extension() -> None:
+    """Go refuses to parse a certificate whose keyUsage does not decode: a bad bundle, a refused leaf."""
+    garbled = ((x509.UnrecognizedExtension(x509.oid.ExtensionOID.KEY_USAGE, b"\x01\x02"), True),)
+    with pytest.raises(ValueError, match="CA certificate 'CN=bad-ca': x509: malformed certificate"):
+        CertPool([make("bad-ca", ca=True, extra=garbled).cert])
+    root = ca()
+    with pytest.raises(ChainRejected, match="malformed certificate"):
+        verify_chain([client(root, extra=garbled).der], CertPool([root.cert]), NOW)
