@@ -132,9 +132,11 @@ class Cert:
 
     @property
     def name(self) -> str:
-        """Go's candidate name in UnknownAuthorityError: the CN, else the serial."""
-        cn = self.cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
-        return str(cn[0].value) if cn else f"serial:{self.cert.serial_number}"
+        """Go's candidate name in UnknownAuthorityError: the CN, else the first O, else the serial."""
+        for oid in (x509.NameOID.COMMON_NAME, x509.NameOID.ORGANIZATION_NAME):
+            if attrs := self.cert.subject.get_attributes_for_oid(oid):
+                return str(attrs[0].value)
+        return f"serial:{self.cert.serial_number}"
 
 
 def _handled(e: x509.Extension[x509.ExtensionType]) -> bool:

@@ -149,7 +149,8 @@ REFUSED: list[tuple[str, Callable[[], Case], str]] = [
      "incompatible key usage"),
     ("root serverAuth only (EKU nesting)", lambda: direct(eku=SERVER_AUTH), "incompatible key usage"),
     ("signature mismatch", signed_by_another_key,
-     'unknown authority (possibly because of "x509: ECDSA verification failure"'),
+     'unknown authority (possibly because of "x509: ECDSA verification failure" while trying to verify '
+     'candidate authority certificate "ca")'),
     ("intermediate not sent", lambda: via_intermediate(send_intermediate=False), "unknown authority"),
     ("root pathLen 0 with an intermediate", lambda: via_intermediate(root_kw={"path_length": 0}),
      "too many intermediates for path length constraint"),
