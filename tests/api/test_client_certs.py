@@ -37,8 +37,8 @@ def fk(tmp_path: Path) -> Iterator[FakeKube]:
 def _style(pki: Pki, style: str) -> tuple[Path, str]:
     """(request-header CA bundle, name of the client certificate in ``pki``) for one way of making the CA."""
     out = pki.root / style
-    if style == "openssl-req-x509":  # the system's openssl.cnf defaults: no keyUsage; a v1 client, no EKU
-        ca, crt, key = xb.openssl_ca(out, "openssl-front-proxy-ca")
+    if style.startswith("openssl-req-x509"):  # the system's openssl.cnf defaults: no keyUsage; a v1 client, no EKU
+        ca, crt, key = xb.openssl_ca(out, "openssl-front-proxy-ca", key="rsa" if style.endswith("rsa") else "ec")
     elif style == "openssl-noncritical-bc":  # basicConstraints not critical, no keyUsage
         ca, crt, key = xb.openssl_ca(out, "openssl-front-proxy-ca",
                                      ca_extensions="basicConstraints = CA:TRUE\nsubjectKeyIdentifier = hash")
@@ -56,7 +56,7 @@ def _style(pki: Pki, style: str) -> tuple[Path, str]:
     return ca, name
 
 
-STYLES = ["openssl-req-x509", "openssl-noncritical-bc", "kubeadm", "cert-manager"]
+STYLES = ["openssl-req-x509", "openssl-req-x509-rsa", "openssl-noncritical-bc", "kubeadm", "cert-manager"]
 
 
 @pytest.mark.parametrize("style", STYLES)

@@ -107,15 +107,17 @@ def cert_manager_chain(cn: str = "front-proxy-client") -> tuple[Issued, Issued, 
 
 
 def openssl_ca(directory: Path, cn: str, client_cn: str = "front-proxy-client",
-               ca_extensions: str | None = None, digest: str = "sha256") -> tuple[Path, Path, Path]:
+               ca_extensions: str | None = None, digest: str = "sha256", key: str = "ec") -> tuple[Path, Path, Path]:
     """(ca.crt, client.crt, client.key) made by the ``openssl`` binary: ``req -x509`` with the system
     defaults (no keyUsage; ``ca_extensions`` replaces the extension section) and ``x509 -req`` for the
-    client (a v1 certificate: no extension, so no EKU), signed with ``digest``."""
+    client (a v1 certificate: no extension, so no EKU), signed with ``digest``; ``key`` "ec" (P-256)
+    or "rsa" (2048 bits)."""
     openssl = require_binary("openssl", "apt-get install openssl")
     directory.mkdir(parents=True, exist_ok=True)
     ca_key, ca_crt = directory / "ca.key", directory / "ca.crt"
-    key, csr, crt = directory / "client.key", directory / "client.csr", directory / "client.crt"
-    newkey = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+    newkey = (["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"] if key == "ec"
+              else ["-newkey", "rsa:2048", "-nodes"])
+    key_file, csr, crt = directory / "client.key", directory / "client.csr", directory / "client.crt"
     extra: list[str] = []
     if ca_extensions is not None:
         conf = directory / "ca.cnf"
@@ -124,9 +126,9 @@ def openssl_ca(directory: Path, cn: str, client_cn: str = "front-proxy-client",
     run = [openssl, "req", "-x509", *newkey, "-keyout", str(ca_key), "-out", str(ca_crt), "-subj", f"/CN={cn}",
            "-days", "30", *extra]
     subprocess.run(run, check=True, capture_output=True, timeout=60)
-    subprocess.run([openssl, "req", "-new", *newkey, "-keyout", str(key), "-out", str(csr),
+    subprocess.run([openssl, "req", "-new", *newkey, "-keyout", str(key_file), "-out", str(csr),
                     "-subj", f"/CN={client_cn}"], check=True, capture_output=True, timeout=60)
     subprocess.run([openssl, "x509", "-req", "-in", str(csr), "-CA", str(ca_crt), "-CAkey", str(ca_key),
                     "-set_serial", "4242", "-out", str(crt), "-days", "30", f"-{digest}"],
                    check=True, capture_output=True, timeout=60)
-    return ca_crt, crt, key
+    return ca_crt, crt, key_file
