@@ -8,6 +8,7 @@ first) and the CA bundle; the expectation is the verified chain's subjects or a 
 from __future__ import annotations
 
 import datetime as dt
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from adapter.api.x509verify import MAX_DEPTH, CertPool, ChainRejected, load_pem_bundle, verify_chain
 from tests.support import x509build as xb
+from tests.support.procs import require_binary
 from tests.support.x509build import CLIENT_AUTH, NOW, Issued, key_usage, make
 
 DAY = dt.timedelta(days=1)
@@ -211,3 +213,23 @@ def test_malformed_extension() -> None:
     root = ca()
     with pytest.raises(ChainRejected, match="malformed certificate"):
         verify_chain([client(root, extra=garbled).der], CertPool([root.cert]), NOW)
+
+
+def test_v1_root_without_extensions_is_a_ca(tmp_path: Path) -> None:
+    """Go's CheckSignatureFrom asks basicConstraints only of v3 issuers: an old v1 CA still signs."""
+    binary = require_binary("openssl", "apt-get install openssl")
+
+    def openssl(*args: str) -> None:
+        subprocess.run([binary, *args], check=True, capture_output=True, timeout=60, cwd=tmp_path)
+
+    for name in ("ca", "client"):
+        openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN=v1-{name}")
+    openssl("x509", "-req", "-in", "ca.csr", "-signkey", "ca.key", "-out", "ca.crt", "-days", "30")
+    openssl("x509", "-req", "-in", "client.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-set_serial", "7",
+            "-out", "client.crt", "-days", "30")
+    root = x509.load_pem_x509_certificate((tmp_path / "ca.crt").read_bytes())
+    leaf = x509.load_pem_x509_certificate((tmp_path / "client.crt").read_bytes())
+    assert root.version == x509.Version.v1 and leaf.version == x509.Version.v1
+    chain = verify_chain([leaf.public_bytes(Encoding.DER)], CertPool([root]))
+    assert [c.name for c in chain] == ["v1-client", "v1-ca"]
