@@ -10,7 +10,8 @@ basicConstraints), so this module builds and checks the chain itself with crypto
   before intermediates, candidates ordered by AKI/SKI match, loops cut by subject + public key + SAN,
   at most 100 signature checks; a leaf that is itself in the bundle is a chain of one;
 * ``CheckSignatureFrom`` for each link: a v3 issuer needs basicConstraints with CA=true (critical or
-  not), an issuer with a keyUsage needs keyCertSign, SHA-1 and MD5 signatures are refused;
+  not; a v1 issuer has no extensions and may sign), an issuer with a keyUsage needs keyCertSign
+  (keyUsage is otherwise ignored, as in Go), SHA-1 and MD5 signatures are refused;
 * ``isValid`` for each certificate, root included: no unhandled critical extension, validity
   period at ``now``, CA=true on intermediates, any pathLenConstraint, and extKeyUsage nesting: a
   certificate that lists EKUs must list clientAuth or anyExtendedKeyUsage (one without EKU allows all).
