@@ -1,14 +1,17 @@
-"""Watch-backed object caches: list + watch per (resource, namespace), answering selectors from memory.
+"""Watch-backed object caches: one cluster-wide list + watch per resource, indexed by namespace.
 
-``Informer`` runs in its own daemon thread: LIST (remember ``metadata.resourceVersion``), then WATCH
-from it; every event updates the in-memory map (only what ``keep`` extracts, e.g. name/namespace/
-labels); a watch that ends is resumed from the last resourceVersion (bookmarks requested), a 410 Gone
-relists at once, other failures back off exponentially (0.5 s doubling to 30 s, with jitter), and a
-full relist happens every ``resync`` seconds as a safety net. Readers never wait for the API once the
-first LIST has succeeded.
+``Informer`` runs in its own daemon thread: LIST in pages (``limit``/``continue``; remember
+``metadata.resourceVersion``), then WATCH from it; every event updates the in-memory map (only what
+``keep`` extracts, e.g. name/labels), kept as namespace -> name -> value so a namespaced question reads
+one namespace. A watch that ends is resumed from the last resourceVersion (bookmarks requested), a 410
+Gone relists at once, other failures back off exponentially (0.5 s doubling to 30 s, with jitter), and
+a full relist happens every ``resync`` seconds as a safety net. Readers never wait for the API once
+the first LIST has succeeded. With ``idle`` set, an informer nobody has read for that long stops
+itself (checked whenever an event arrives or a watch ends, so within ``watch_timeout``).
 
-``KubeObjectResolver`` implements ``adapter.ports.ObjectResolver``: informers are started lazily on
-first use of a (resource, namespace) and then kept.
+``KubeObjectResolver`` implements ``adapter.ports.ObjectResolver`` with one cluster-wide informer per
+resource (as client-go's shared informers do), started on first use and stopped when idle: the
+threads and open watches are bounded by the resources asked about, never by the namespaces.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Generic, TypeVar
 
 from adapter.backends.kube_client import JSON, Gone, KubeHTTP
@@ -28,30 +32,31 @@ from adapter.model import ResourceInfo, Selector
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-Key = tuple[str, str]
+_NO_LABELS: Mapping[str, str] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
 class ObjectMeta:
-    """What the object cache keeps of an object."""
+    """What the object cache keeps of an object (its namespace is the index key)."""
 
-    namespace: str
     name: str
     labels: Mapping[str, str]
 
 
 def keep_meta(obj: JSON) -> ObjectMeta:
     meta = obj.get("metadata") or {}
-    return ObjectMeta(meta.get("namespace", ""), meta.get("name", ""), dict(meta.get("labels") or {}))
+    labels = meta.get("labels")
+    return ObjectMeta(meta.get("name", ""), dict(labels) if labels else _NO_LABELS)
 
 
 class Informer(Generic[T]):
-    """One list+watch loop over ``path``; ``items`` maps (namespace, name) to ``keep(obj)``."""
+    """One list+watch loop over ``path``; ``get``/``snapshot`` read ``keep(obj)`` by namespace and name."""
 
     def __init__(self, http: KubeHTTP, path: str, keep: Callable[[JSON], T], *,
                  query: Mapping[str, str] | None = None, resync: float = 600.0, watch_timeout: int = 300,
-                 backoff_initial: float = 0.5, backoff_max: float = 30.0,
-                 on_change: Callable[[], None] | None = None) -> None:
+                 backoff_initial: float = 0.5, backoff_max: float = 30.0, page_size: int = 500,
+                 idle: float | None = None, on_change: Callable[[], None] | None = None,
+                 on_retire: Callable[[Informer[T]], None] | None = None) -> None:
         self.http = http
         self.path = path
         self.keep = keep
@@ -60,13 +65,17 @@ class Informer(Generic[T]):
         self.watch_timeout = watch_timeout
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
+        self.page_size = page_size
+        self.idle = idle
         self.on_change = on_change
+        self.on_retire = on_retire
         self.synced = threading.Event()
         self.attempted = threading.Event()  # set after the first LIST attempt, success or not
         self.last_error: str = ""
         self.resource_version = ""
-        self._items: dict[Key, T] = {}
+        self._items: dict[str, dict[str, T]] = {}  # namespace ("" when cluster-scoped) -> name -> kept
         self._lock = threading.Lock()
+        self._used = time.monotonic()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._streams: set[Any] = set()
@@ -82,13 +91,25 @@ class Informer(Generic[T]):
         if not self.synced.is_set():
             raise Unavailable(f"cannot {what}: {self.last_error or 'timed out'}")
 
-    def snapshot(self) -> list[T]:
+    def snapshot(self, namespace: str | None = None) -> list[T]:
+        """Everything kept, or only ``namespace``'s objects."""
         with self._lock:
-            return list(self._items.values())
+            if namespace is None:
+                return [v for by_name in self._items.values() for v in by_name.values()]
+            return list(self._items.get(namespace, {}).values())
 
     def get(self, namespace: str, name: str) -> T | None:
         with self._lock:
-            return self._items.get((namespace, name))
+            by_name = self._items.get(namespace)
+            return None if by_name is None else by_name.get(name)
+
+    def touch(self) -> bool:
+        """Note a use (resets the idle clock); False when this informer has stopped and cannot serve."""
+        with self._lock:
+            if self._stop.is_set():
+                return False
+            self._used = time.monotonic()
+            return True
 
     # --- lifecycle ----------------------------------------------------------------------------------
     def start(self) -> None:
@@ -102,9 +123,30 @@ class Informer(Generic[T]):
         if self._thread is not None:
             self._thread.join(timeout)
 
+    def _retire_if_idle(self) -> bool:
+        """In the informer's thread: stop when nobody read it for ``idle`` (counted from the first LIST
+        attempt at the earliest, so a reader waiting for that one always gets its answer)."""
+        with self._lock:
+            if self._stop.is_set():
+                return True
+            if self.idle is None or not self.attempted.is_set() or time.monotonic() - self._used < self.idle:
+                return False
+            self._stop.set()
+        log.info("informer %s: unused for %gs; stopped", self.path, self.idle)
+        self.http.close_streams(self._streams)
+        if self.on_retire is not None:
+            self.on_retire(self)
+        return True
+
+    def _first_attempt_done(self) -> None:
+        with self._lock:
+            if not self.attempted.is_set():
+                self._used = time.monotonic()
+                self.attempted.set()
+
     def _run(self) -> None:
         failures = 0
-        while not self._stop.is_set():
+        while not self._retire_if_idle():
             listed = False
             try:
                 self._list()
@@ -127,33 +169,42 @@ class Informer(Generic[T]):
 
     def _failed(self, message: str) -> None:
         self.last_error = message
-        self.attempted.set()
+        self._first_attempt_done()
         if not self._stop.is_set():
             log.warning("informer %s: %s", self.path, message)
 
     def _list(self) -> None:
-        body = self.http.get(self.path, self.query)
-        items = {}
-        for obj in body.get("items") or []:
-            meta = obj.get("metadata") or {}
-            items[(meta.get("namespace", ""), meta.get("name", ""))] = self.keep(obj)
+        items: dict[str, dict[str, T]] = {}
+        query = {**self.query, "limit": str(self.page_size)}
+        while True:  # pages of one consistent snapshot; an expired continue token is a 410 (relist)
+            body = self.http.get(self.path, query)
+            for obj in body.get("items") or []:
+                meta = obj.get("metadata") or {}
+                items.setdefault(meta.get("namespace", ""), {})[meta.get("name", "")] = self.keep(obj)
+            list_meta = body.get("metadata") or {}
+            token = str(list_meta.get("continue") or "")
+            if not token:
+                break
+            query = {**self.query, "limit": str(self.page_size), "continue": token}
         with self._lock:
+            if self._stop.is_set():
+                return
             self._items = items
-            self.resource_version = str((body.get("metadata") or {}).get("resourceVersion", ""))
+            self.resource_version = str(list_meta.get("resourceVersion", ""))
         self.last_error = ""
         self.synced.set()
-        self.attempted.set()
+        self._first_attempt_done()
         self._changed()
 
     def _watch_until_resync(self) -> None:
         deadline = time.monotonic() + self.resync
-        while not self._stop.is_set() and time.monotonic() < deadline:
+        while not self._retire_if_idle() and time.monotonic() < deadline:
             query = {**self.query, "resourceVersion": self.resource_version, "allowWatchBookmarks": "true",
                      "timeoutSeconds": str(self.watch_timeout)}
             events = self.http.watch(self.path, query, read_timeout=self.watch_timeout + 30,
                                      tracker=self._streams)
             for event in events:
-                if self._stop.is_set():
+                if self._retire_if_idle():
                     return
                 self._apply(event)
 
@@ -162,12 +213,18 @@ class Informer(Generic[T]):
         obj: dict[str, Any] = event.get("object") or {}
         meta = obj.get("metadata") or {}
         rv = str(meta.get("resourceVersion", ""))
-        key = (meta.get("namespace", ""), meta.get("name", ""))
+        ns, name = meta.get("namespace", ""), meta.get("name", "")
         with self._lock:
+            if self._stop.is_set():
+                return
             if kind in ("ADDED", "MODIFIED"):
-                self._items[key] = self.keep(obj)
+                self._items.setdefault(ns, {})[name] = self.keep(obj)
             elif kind == "DELETED":
-                self._items.pop(key, None)
+                by_name = self._items.get(ns)
+                if by_name is not None:
+                    by_name.pop(name, None)
+                    if not by_name:
+                        del self._items[ns]
             if rv:
                 self.resource_version = rv
         if kind != "BOOKMARK":
@@ -190,39 +247,49 @@ def collection_path(info: ResourceInfo, namespace: str) -> str:
 
 
 class KubeObjectResolver:
-    """``adapter.ports.ObjectResolver`` from watch-backed informers (one per resource and namespace)."""
+    """``adapter.ports.ObjectResolver`` from one cluster-wide informer per resource."""
 
-    def __init__(self, http: KubeHTTP, *, sync_timeout: float = 10.0, resync: float = 600.0) -> None:
+    def __init__(self, http: KubeHTTP, *, sync_timeout: float = 10.0, resync: float = 600.0,
+                 idle: float | None = 3600.0, watch_timeout: int = 300) -> None:
         self.http = http
         self.sync_timeout = sync_timeout
         self.resync = resync
-        self._informers: dict[tuple[str, str, str, str], Informer[ObjectMeta]] = {}
+        self.idle = idle
+        self.watch_timeout = watch_timeout
+        self._informers: dict[tuple[str, str, str], Informer[ObjectMeta]] = {}
         self._lock = threading.Lock()
 
-    def informer(self, info: ResourceInfo, namespace: str) -> Informer[ObjectMeta]:
-        ns = namespace if info.namespaced else ""
-        key = (info.group_resource.group, info.group_resource.resource, info.version, ns)
+    def informer(self, info: ResourceInfo) -> Informer[ObjectMeta]:
+        """The resource's informer (all namespaces), started or restarted (after idling) as needed."""
+        key = (info.group_resource.group, info.group_resource.resource, info.version)
         with self._lock:
             inf = self._informers.get(key)
-            if inf is None:
-                inf = Informer(self.http, collection_path(info, ns), keep_meta, resync=self.resync)
+            if inf is None or not inf.touch():
+                inf = Informer(self.http, collection_path(info, ""), keep_meta, resync=self.resync,
+                               watch_timeout=self.watch_timeout, idle=self.idle,
+                               on_retire=lambda done: self._forget(key, done))
                 self._informers[key] = inf
                 inf.start()
         return inf
 
-    async def _ready(self, info: ResourceInfo, namespace: str) -> Informer[ObjectMeta]:
-        inf = self.informer(info, namespace)
+    def _forget(self, key: tuple[str, str, str], inf: Informer[ObjectMeta]) -> None:
+        """A retired informer leaves the map (its memory goes with the last reader still holding it)."""
+        with self._lock:
+            if self._informers.get(key) is inf:
+                del self._informers[key]
+
+    async def _ready(self, info: ResourceInfo) -> Informer[ObjectMeta]:
+        inf = self.informer(info)
         await inf.wait_synced(self.sync_timeout, f"list {info.group_resource}")
         return inf
 
     async def names(self, info: ResourceInfo, namespace: str, selector: Selector) -> Sequence[str] | None:
-        inf = await self._ready(info, namespace)
-        ns = namespace if info.namespaced else ""
-        return sorted(m.name for m in inf.snapshot()
-                      if (not ns or m.namespace == ns) and selector.matches(m.labels))
+        inf = await self._ready(info)
+        scope = namespace if info.namespaced and namespace else None
+        return sorted(m.name for m in inf.snapshot(scope) if selector.matches(m.labels))
 
     async def exists(self, info: ResourceInfo, namespace: str, name: str) -> bool | None:
-        inf = await self._ready(info, namespace)
+        inf = await self._ready(info)
         return inf.get(namespace if info.namespaced else "", name) is not None
 
     def stop(self) -> None:

@@ -8,6 +8,8 @@ recorded before anything else happens.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import json
 import threading
@@ -64,7 +66,18 @@ class FakeKubeState:
     requests: list[Recorded] = field(default_factory=list)
     watch_generation: int = 0
     closing: bool = False
+    open_watches: int = 0  # WATCH responses being streamed now
+    peak_watches: int = 0  # the most ever streamed at once
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def watch_opened(self) -> None:
+        with self._lock:
+            self.open_watches += 1
+            self.peak_watches = max(self.peak_watches, self.open_watches)
+
+    def watch_closed(self) -> None:
+        with self._lock:
+            self.open_watches -= 1
 
     def record(self, r: Recorded) -> None:
         with self._lock:
@@ -176,10 +189,36 @@ def build_app(state: FakeKubeState) -> Starlette:
         if query.get("watch", [""])[0] in ("1", "true"):
             stream = _watch(rdef, namespace, sel, field_name, query)
             return StreamingResponse(stream, media_type="application/json")
-        items, rv = st.list(group, rdef.plural, namespace)
-        items = [o for o in items if _matches(o, sel, field_name)]
+        return _list(rdef, namespace, sel, field_name, query)
+
+    def _list(rdef: ResourceDef, namespace: str, sel: Selector, field_name: str,
+              query: dict[str, list[str]]) -> Response:
+        """LIST, paged as kube-apiserver pages from etcd: ``limit`` matching items per page, and a
+        ``continue`` token that reads the rest of the same snapshot (410 once that is compacted)."""
+        token = query.get("continue", [""])[0]
+        at, after = None, None
+        if token:
+            try:
+                cont = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+                at, after = int(cont["rv"]), (str(cont["ns"]), str(cont["name"]))
+            except (ValueError, KeyError, TypeError, binascii.Error) as e:
+                return JSONResponse(status(400, "BadRequest", f"continue key is not valid: {e}"), 400)
+        limit = int(query.get("limit", ["0"])[0] or 0)
+        page = st.page(rdef.group, rdef.plural, namespace, lambda o: _matches(o, sel, field_name), limit=limit,
+                       after=after, at=at)
+        if page is None:
+            msg = "The provided continue parameter is too old to display a consistent list result."
+            return JSONResponse(status(410, "Expired", msg), 410)
+        items, rv, left = page
+        meta: dict[str, Any] = {"resourceVersion": str(rv)}
+        if left:
+            ns, name = _key(items[-1])
+            meta["continue"] = base64.urlsafe_b64encode(json.dumps(
+                {"v": "meta.k8s.io/v1", "rv": rv, "ns": ns, "name": name}).encode()).decode().rstrip("=")
+            if not sel.requirements and not field_name:
+                meta["remainingItemCount"] = left
         return JSONResponse({"kind": f"{rdef.kind}List", "apiVersion": rdef.group_version,
-                             "metadata": {"resourceVersion": str(rv)}, "items": items})
+                             "metadata": meta, "items": items})
 
     async def _watch(rdef: ResourceDef, namespace: str, sel: Selector, field_name: str,
                      query: dict[str, list[str]]) -> AsyncIterator[bytes]:
@@ -188,6 +227,7 @@ def build_app(state: FakeKubeState) -> Starlette:
         bookmarks = query.get("allowWatchBookmarks", [""])[0] == "true"
         start = query.get("resourceVersion", [""])[0]
         wake = st.waiter()
+        state.watch_opened()
 
         def line(kind: str, obj: Obj) -> bytes:
             return (json.dumps({"type": kind, "object": {"kind": rdef.kind, "apiVersion": rdef.group_version,
@@ -226,6 +266,7 @@ def build_app(state: FakeKubeState) -> Starlette:
                     await asyncio.wait_for(wake.wait(), timeout=pause)
         finally:
             st.unwait(wake)
+            state.watch_closed()
 
     return Starlette(routes=[Route("/{path:path}", handle, methods=["GET", "POST", "PUT", "DELETE"])])
 
