@@ -11,7 +11,8 @@ itself (checked whenever an event arrives or a watch ends, so within ``watch_tim
 
 ``KubeObjectResolver`` implements ``adapter.ports.ObjectResolver`` with one cluster-wide informer per
 resource (as client-go's shared informers do), started on first use and stopped when idle: the
-threads and open watches are bounded by the resources asked about, never by the namespaces.
+threads and open watches are bounded by the resources asked about, never by the namespaces. Its
+informers ask for metadata only (``PartialObjectMetadata``, as client-go's metadata informers do).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Generic, TypeVar
 
-from adapter.backends.kube_client import JSON, Gone, KubeHTTP
+from adapter.backends.kube_client import JSON, METADATA_LIST, METADATA_WATCH, Gone, KubeHTTP
 from adapter.errors import AdapterError, Unavailable
 from adapter.model import ResourceInfo, Selector
 
@@ -55,7 +56,7 @@ class Informer(Generic[T]):
     def __init__(self, http: KubeHTTP, path: str, keep: Callable[[JSON], T], *,
                  query: Mapping[str, str] | None = None, resync: float = 600.0, watch_timeout: int = 300,
                  backoff_initial: float = 0.5, backoff_max: float = 30.0, page_size: int = 500,
-                 idle: float | None = None, on_change: Callable[[], None] | None = None,
+                 metadata_only: bool = False, idle: float | None = None, on_change: Callable[[], None] | None = None,
                  on_retire: Callable[[Informer[T]], None] | None = None) -> None:
         self.http = http
         self.path = path
@@ -66,6 +67,7 @@ class Informer(Generic[T]):
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
         self.page_size = page_size
+        self.accept = (METADATA_LIST, METADATA_WATCH) if metadata_only else ("application/json",) * 2
         self.idle = idle
         self.on_change = on_change
         self.on_retire = on_retire
@@ -177,7 +179,7 @@ class Informer(Generic[T]):
         items: dict[str, dict[str, T]] = {}
         query = {**self.query, "limit": str(self.page_size)}
         while True:  # pages of one consistent snapshot; an expired continue token is a 410 (relist)
-            body = self.http.get(self.path, query)
+            body = self.http.get(self.path, query, accept=self.accept[0])
             for obj in body.get("items") or []:
                 meta = obj.get("metadata") or {}
                 items.setdefault(meta.get("namespace", ""), {})[meta.get("name", "")] = self.keep(obj)
@@ -202,7 +204,7 @@ class Informer(Generic[T]):
             query = {**self.query, "resourceVersion": self.resource_version, "allowWatchBookmarks": "true",
                      "timeoutSeconds": str(self.watch_timeout)}
             events = self.http.watch(self.path, query, read_timeout=self.watch_timeout + 30,
-                                     tracker=self._streams)
+                                     tracker=self._streams, accept=self.accept[1])
             for event in events:
                 if self._retire_if_idle():
                     return
@@ -266,7 +268,7 @@ class KubeObjectResolver:
             inf = self._informers.get(key)
             if inf is None or not inf.touch():
                 inf = Informer(self.http, collection_path(info, ""), keep_meta, resync=self.resync,
-                               watch_timeout=self.watch_timeout, idle=self.idle,
+                               watch_timeout=self.watch_timeout, metadata_only=True, idle=self.idle,
                                on_retire=lambda done: self._forget(key, done))
                 self._informers[key] = inf
                 inf.start()

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from adapter.backends.kube_client import METADATA_LIST, METADATA_WATCH
 from adapter.backends.kube_informer import KubeObjectResolver, collection_path
 from adapter.backends.kubernetes import KubeClients, connect, decode_auth_configmap
 from adapter.errors import ConfigError, NotFound, Unavailable
@@ -164,6 +165,23 @@ def test_thousand_namespaces_one_watch_per_resource(kube: KubeClients, fk: FakeK
     assert threading.active_count() - threads_before <= 2
     assert fk.state.peak_watches <= 2
     assert len(fk.list_calls("/api/v1/pods")) == len(fk.list_calls("/apis/apps/v1/deployments")) == 1
+
+
+def test_object_caches_transfer_metadata_only(kube: KubeClients, fk: FakeKube) -> None:
+    """A cluster-wide cache of every pod needs names and labels, not specs: LIST and WATCH ask for
+    PartialObjectMetadata (falling back to full objects where a server cannot send it)."""
+    fk.add_pod("ns1", "a1", {"app": "a"})
+    assert names(kube, PODS, "ns1", sel(app="a")) == ["a1"]
+    wait_until(lambda: len(fk.watch_calls("/api/v1/pods")) == 1, what="watch")
+    assert fk.list_calls("/api/v1/pods")[0].accept == METADATA_LIST
+    assert fk.watch_calls("/api/v1/pods")[0].accept == METADATA_WATCH
+    fk.relabel_pod("ns1", "a1", {"app": "b"})
+    wait_until(lambda: names(kube, PODS, "ns1", sel(app="b")) == ["a1"], what="MODIFIED as metadata")
+    listed = kube.lister.get("/api/v1/pods", accept=METADATA_LIST)
+    assert listed["kind"] == "PartialObjectMetadataList"
+    assert [set(o) for o in listed["items"]] == [{"kind", "apiVersion", "metadata"}]
+    full = kube.lister.get("/api/v1/pods", accept="application/json;as=Table;g=meta.k8s.io;v=v1,application/json")
+    assert full["kind"] == "PodList" and "spec" in full["items"][0]
 
 
 def test_list_is_paged(kube: KubeClients, fk: FakeKube) -> None:

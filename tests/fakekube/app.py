@@ -38,6 +38,7 @@ class Recorded:
     query: dict[str, list[str]]
     body: Any
     authorization: bool  # whether an Authorization header was present (never its value)
+    accept: str = ""
 
     @property
     def is_watch(self) -> bool:
@@ -137,7 +138,8 @@ def build_app(state: FakeKubeState) -> Starlette:
         if request.method in ("POST", "PUT"):
             raw = await request.body()
             body = json.loads(raw) if raw else None
-        state.record(Recorded(request.method, path, query, body, "authorization" in request.headers))
+        state.record(Recorded(request.method, path, query, body, "authorization" in request.headers,
+                              request.headers.get("accept", "")))
         if request.headers.get("authorization", "").removeprefix("Bearer ") not in state.tokens:
             return JSONResponse(status(401, "Unauthorized", "Unauthorized"), 401)
         if path in state.fail_status:
@@ -186,13 +188,19 @@ def build_app(state: FakeKubeState) -> Starlette:
             return JSONResponse({"kind": rdef.kind, "apiVersion": rdef.group_version, **obj})
         sel = selector_of(query.get("labelSelector", [""])[0])
         field_name = _field_name(query.get("fieldSelector", [""])[0])
-        if query.get("watch", [""])[0] in ("1", "true"):
-            stream = _watch(rdef, namespace, sel, field_name, query)
+        watching = query.get("watch", [""])[0] in ("1", "true")
+        partial = _negotiate(request.headers.get("accept", ""), "PartialObjectMetadata" if watching
+                             else "PartialObjectMetadataList")
+        if partial is None:
+            return JSONResponse(status(406, "NotAcceptable", "only the following media types are accepted: "
+                                       "application/json"), 406)
+        if watching:
+            stream = _watch(rdef, namespace, sel, field_name, query, partial)
             return StreamingResponse(stream, media_type="application/json")
-        return _list(rdef, namespace, sel, field_name, query)
+        return _list(rdef, namespace, sel, field_name, query, partial)
 
     def _list(rdef: ResourceDef, namespace: str, sel: Selector, field_name: str,
-              query: dict[str, list[str]]) -> Response:
+              query: dict[str, list[str]], partial: bool) -> Response:
         """LIST, paged as kube-apiserver pages from etcd: ``limit`` matching items per page, and a
         ``continue`` token that reads the rest of the same snapshot (410 once that is compacted)."""
         token = query.get("continue", [""])[0]
@@ -217,11 +225,14 @@ def build_app(state: FakeKubeState) -> Starlette:
                 {"v": "meta.k8s.io/v1", "rv": rv, "ns": ns, "name": name}).encode()).decode().rstrip("=")
             if not sel.requirements and not field_name:
                 meta["remainingItemCount"] = left
+        if partial:
+            return JSONResponse({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1",
+                                 "metadata": meta, "items": [_partial(o) for o in items]})
         return JSONResponse({"kind": f"{rdef.kind}List", "apiVersion": rdef.group_version,
                              "metadata": meta, "items": items})
 
     async def _watch(rdef: ResourceDef, namespace: str, sel: Selector, field_name: str,
-                     query: dict[str, list[str]]) -> AsyncIterator[bytes]:
+                     query: dict[str, list[str]], partial: bool) -> AsyncIterator[bytes]:
         gen = state.watch_generation
         deadline = time.monotonic() + float(query.get("timeoutSeconds", ["300"])[0] or 300)
         bookmarks = query.get("allowWatchBookmarks", [""])[0] == "true"
@@ -230,8 +241,8 @@ def build_app(state: FakeKubeState) -> Starlette:
         state.watch_opened()
 
         def line(kind: str, obj: Obj) -> bytes:
-            return (json.dumps({"type": kind, "object": {"kind": rdef.kind, "apiVersion": rdef.group_version,
-                                                         **obj}}) + "\n").encode()
+            out = _partial(obj) if partial else {"kind": rdef.kind, "apiVersion": rdef.group_version, **obj}
+            return (json.dumps({"type": kind, "object": out}) + "\n").encode()
 
         try:
             compacted = st.compacted
@@ -269,6 +280,25 @@ def build_app(state: FakeKubeState) -> Starlette:
             state.watch_closed()
 
     return Starlette(routes=[Route("/{path:path}", handle, methods=["GET", "POST", "PUT", "DELETE"])])
+
+
+def _negotiate(accept: str, partial_kind: str) -> bool | None:
+    """Whether the first media type of ``accept`` this API can serve asks for ``partial_kind``
+    (``PartialObjectMetadata[List]`` of meta.k8s.io/v1, client-go's metadata client); None: none can be."""
+    for item in (accept or "application/json").split(","):
+        mime, *params = (p.strip() for p in item.split(";"))
+        args = dict(p.partition("=")[::2] for p in params)
+        if mime not in ("application/json", "application/*", "*/*"):
+            continue
+        if "as" not in args:
+            return False
+        if (args["as"], args.get("g"), args.get("v")) == (partial_kind, "meta.k8s.io", "v1"):
+            return True
+    return None
+
+
+def _partial(o: Obj) -> Obj:
+    return {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": o["metadata"]}
 
 
 def _not_found() -> Response:
