@@ -1,18 +1,13 @@
-"""Watch-backed object caches: one cluster-wide list + watch per resource, indexed by namespace.
+"""A watch-backed cache of one collection: list + watch in a thread, indexed by namespace.
 
 ``Informer`` runs in its own daemon thread: LIST in pages (``limit``/``continue``; remember
 ``metadata.resourceVersion``), then WATCH from it; every event updates the in-memory map (only what
-``keep`` extracts, e.g. name/labels), kept as namespace -> name -> value so a namespaced question reads
-one namespace. A watch that ends is resumed from the last resourceVersion (bookmarks requested), a 410
-Gone relists at once, other failures back off exponentially (0.5 s doubling to 30 s, with jitter), and
-a full relist happens every ``resync`` seconds as a safety net. Readers never wait for the API once
-the first LIST has succeeded. With ``idle`` set, an informer nobody has read for that long stops
-itself (checked whenever an event arrives or a watch ends, so within ``watch_timeout``).
-
-``KubeObjectResolver`` implements ``adapter.ports.ObjectResolver`` with one cluster-wide informer per
-resource (as client-go's shared informers do), started on first use and stopped when idle: the
-threads and open watches are bounded by the resources asked about, never by the namespaces. Its
-informers ask for metadata only (``PartialObjectMetadata``, as client-go's metadata informers do).
+``keep`` extracts), kept as namespace -> name -> value so a namespaced question reads one namespace.
+A watch that ends is resumed from the last resourceVersion (bookmarks requested), a 410 Gone relists
+at once, other failures back off exponentially (0.5 s doubling to 30 s, with jitter), and a full
+relist happens every ``resync`` seconds as a safety net. Readers never wait for the API once the
+first LIST has succeeded. With ``idle`` set, an informer nobody has read for that long stops itself
+(checked whenever an event arrives or a watch ends, so within ``watch_timeout``).
 """
 
 from __future__ import annotations
@@ -22,32 +17,14 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from types import MappingProxyType
+from collections.abc import Callable, Mapping
 from typing import Any, Generic, TypeVar
 
 from adapter.backends.kube_client import JSON, METADATA_LIST, METADATA_WATCH, Gone, KubeHTTP
 from adapter.errors import AdapterError, Unavailable
-from adapter.model import ResourceInfo, Selector
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-_NO_LABELS: Mapping[str, str] = MappingProxyType({})
-
-
-@dataclass(frozen=True, slots=True)
-class ObjectMeta:
-    """What the object cache keeps of an object (its namespace is the index key)."""
-
-    name: str
-    labels: Mapping[str, str]
-
-
-def keep_meta(obj: JSON) -> ObjectMeta:
-    meta = obj.get("metadata") or {}
-    labels = meta.get("labels")
-    return ObjectMeta(meta.get("name", ""), dict(labels) if labels else _NO_LABELS)
 
 
 class Informer(Generic[T]):
@@ -238,64 +215,3 @@ class Informer(Generic[T]):
                 self.on_change()
             except Exception:
                 log.exception("informer %s: change callback failed", self.path)
-
-
-def collection_path(info: ResourceInfo, namespace: str) -> str:
-    gr = info.group_resource
-    base = f"/apis/{gr.group}/{info.version}" if gr.group else f"/api/{info.version}"
-    if info.namespaced and namespace:
-        return f"{base}/namespaces/{namespace}/{gr.resource}"
-    return f"{base}/{gr.resource}"
-
-
-class KubeObjectResolver:
-    """``adapter.ports.ObjectResolver`` from one cluster-wide informer per resource."""
-
-    def __init__(self, http: KubeHTTP, *, sync_timeout: float = 10.0, resync: float = 600.0,
-                 idle: float | None = 3600.0, watch_timeout: int = 300) -> None:
-        self.http = http
-        self.sync_timeout = sync_timeout
-        self.resync = resync
-        self.idle = idle
-        self.watch_timeout = watch_timeout
-        self._informers: dict[tuple[str, str, str], Informer[ObjectMeta]] = {}
-        self._lock = threading.Lock()
-
-    def informer(self, info: ResourceInfo) -> Informer[ObjectMeta]:
-        """The resource's informer (all namespaces), started or restarted (after idling) as needed."""
-        key = (info.group_resource.group, info.group_resource.resource, info.version)
-        with self._lock:
-            inf = self._informers.get(key)
-            if inf is None or not inf.touch():
-                inf = Informer(self.http, collection_path(info, ""), keep_meta, resync=self.resync,
-                               watch_timeout=self.watch_timeout, metadata_only=True, idle=self.idle,
-                               on_retire=lambda done: self._forget(key, done))
-                self._informers[key] = inf
-                inf.start()
-        return inf
-
-    def _forget(self, key: tuple[str, str, str], inf: Informer[ObjectMeta]) -> None:
-        """A retired informer leaves the map (its memory goes with the last reader still holding it)."""
-        with self._lock:
-            if self._informers.get(key) is inf:
-                del self._informers[key]
-
-    async def _ready(self, info: ResourceInfo) -> Informer[ObjectMeta]:
-        inf = self.informer(info)
-        await inf.wait_synced(self.sync_timeout, f"list {info.group_resource}")
-        return inf
-
-    async def names(self, info: ResourceInfo, namespace: str, selector: Selector) -> Sequence[str] | None:
-        inf = await self._ready(info)
-        scope = namespace if info.namespaced and namespace else None
-        return sorted(m.name for m in inf.snapshot(scope) if selector.matches(m.labels))
-
-    async def exists(self, info: ResourceInfo, namespace: str, name: str) -> bool | None:
-        inf = await self._ready(info)
-        return inf.get(namespace if info.namespaced else "", name) is not None
-
-    def stop(self) -> None:
-        with self._lock:
-            informers = list(self._informers.values())
-        for inf in informers:
-            inf.stop()

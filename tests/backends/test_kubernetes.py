@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from adapter.backends.kube_client import METADATA_LIST, METADATA_WATCH
-from adapter.backends.kube_informer import KubeObjectResolver, collection_path
+from adapter.backends.kube_objects import KubeObjectResolver, collection_path
 from adapter.backends.kubernetes import KubeClients, connect, decode_auth_configmap
 from adapter.errors import ConfigError, NotFound, Unavailable
 from adapter.model import GroupResource, Identity, Requirement, ResourceInfo, Selector
