@@ -153,9 +153,31 @@ class Informer(Generic[T]):
             log.warning("informer %s: %s", self.path, message)
 
     def _list(self) -> None:
+        for attempt in range(1, 4):
+            try:
+                listed = self._pages()
+                break
+            except Gone as e:  # the snapshot the pages read was compacted: list again from the start
+                if attempt == 3 or self._stop.is_set():
+                    raise
+                log.info("informer %s: %s; listing again", self.path, e.message)
+        if listed is None:
+            return
+        with self._lock:
+            if self._stop.is_set():
+                return
+            self._items, self.resource_version = listed
+        self.last_error = ""
+        self.synced.set()
+        self._first_attempt_done()
+        self._changed()
+
+    def _pages(self) -> tuple[dict[str, dict[str, T]], str] | None:
+        """One consistent snapshot, page by page: (namespace -> name -> kept, resourceVersion); None
+        when stopped meanwhile. An expired continue token raises ``Gone``."""
         items: dict[str, dict[str, T]] = {}
         query = {**self.query, "limit": str(self.page_size)}
-        while True:  # pages of one consistent snapshot; an expired continue token is a 410 (relist)
+        while not self._stop.is_set():
             body = self.http.get(self.path, query, accept=self.accept[0])
             for obj in body.get("items") or []:
                 meta = obj.get("metadata") or {}
@@ -163,17 +185,9 @@ class Informer(Generic[T]):
             list_meta = body.get("metadata") or {}
             token = str(list_meta.get("continue") or "")
             if not token:
-                break
+                return items, str(list_meta.get("resourceVersion", ""))
             query = {**self.query, "limit": str(self.page_size), "continue": token}
-        with self._lock:
-            if self._stop.is_set():
-                return
-            self._items = items
-            self.resource_version = str(list_meta.get("resourceVersion", ""))
-        self.last_error = ""
-        self.synced.set()
-        self._first_attempt_done()
-        self._changed()
+        return None
 
     def _watch_until_resync(self) -> None:
         deadline = time.monotonic() + self.resync

@@ -15,7 +15,7 @@ from adapter.backends.kube_objects import KubeObjectResolver, collection_path
 from adapter.backends.kubernetes import KubeClients, connect, decode_auth_configmap
 from adapter.errors import ConfigError, NotFound, Unavailable
 from adapter.model import GroupResource, Identity, Requirement, ResourceInfo, Selector
-from tests.fakekube import FakeKube
+from tests.fakekube import FakeKube, Recorded
 
 PODS = ResourceInfo(GroupResource("", "pods"), "Pod", "pod", "v1", True)
 NODES = ResourceInfo(GroupResource("", "nodes"), "Node", "node", "v1", False)
@@ -192,6 +192,23 @@ def test_list_is_paged(kube: KubeClients, fk: FakeKube) -> None:
     lists = fk.list_calls("/api/v1/pods")
     assert [r.query["limit"] for r in lists] == [["500"]] * 3
     assert "continue" not in lists[0].query and all(r.query["continue"][0] for r in lists[1:])
+
+
+def test_expired_continue_token_lists_again(kube: KubeClients, fk: FakeKube) -> None:
+    """A snapshot compacted between two pages (410 on the continue token) starts the list again, as
+    client-go's pager does; the reader waiting for the first list gets its answer, not a 503."""
+    for i in range(1201):
+        fk.add_pod("ns1", f"p{i:04d}")
+    compacted: list[Recorded] = []
+
+    def compact_once(r: Recorded) -> None:
+        if "continue" in r.query and not compacted:
+            compacted.append(r)
+            fk.store.compact()
+
+    fk.state.on_request = compact_once
+    assert len(names(kube, PODS, "ns1", Selector())) == 1201
+    assert ["continue" in r.query for r in fk.list_calls("/api/v1/pods")] == [False, True, False, True, True]
 
 
 def test_paged_list_continues_one_snapshot(kube: KubeClients, fk: FakeKube) -> None:

@@ -65,6 +65,7 @@ class FakeKubeState:
     sar_rule: SarRule = field(default=lambda spec: (False, False, ""))
     fail_status: dict[str, int] = field(default_factory=dict)  # path -> HTTP status to answer instead
     requests: list[Recorded] = field(default_factory=list)
+    on_request: Callable[[Recorded], None] | None = None  # called after recording, before answering
     watch_generation: int = 0
     closing: bool = False
     open_watches: int = 0  # WATCH responses being streamed now
@@ -138,8 +139,11 @@ def build_app(state: FakeKubeState) -> Starlette:
         if request.method in ("POST", "PUT"):
             raw = await request.body()
             body = json.loads(raw) if raw else None
-        state.record(Recorded(request.method, path, query, body, "authorization" in request.headers,
-                              request.headers.get("accept", "")))
+        rec = Recorded(request.method, path, query, body, "authorization" in request.headers,
+                       request.headers.get("accept", ""))
+        state.record(rec)
+        if state.on_request is not None:
+            state.on_request(rec)
         if request.headers.get("authorization", "").removeprefix("Bearer ") not in state.tokens:
             return JSONResponse(status(401, "Unauthorized", "Unauthorized"), 401)
         if path in state.fail_status:
