@@ -117,10 +117,14 @@ class Sample:
 
 @dataclass(frozen=True, slots=True, weakref_slot=True)
 class QueryResult:
-    """The outcome of one instant query: its samples and the evaluation time used."""
+    """The outcome of one instant query: its samples and the evaluation time used.
+
+    ``ages`` holds, per group of the value query's objects, the time of the newest raw sample behind
+    them: one element per group, its ``labels`` the group's labels and its ``value`` that Unix time."""
 
     samples: tuple[Sample, ...]
     evaluated_at: float
+    ages: tuple[Sample, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,7 @@ registry per process (tests one per test) and passes it in. All names start with
 | accel_adapter_series_discovered | gauge | |
 | accel_adapter_metrics_discovered | gauge | api (custom, external) |
 | accel_adapter_value_age_seconds | histogram | |
+| accel_adapter_values_withheld_total | counter | reason (stale, no_sample_time, non_finite, out_of_range) |
 
 ``group``/``version`` come from the URL (``custom.metrics.k8s.io``/``v1beta2``; ``""`` for
 non-API paths) and ``code`` is the HTTP status code, so label cardinality stays small.
@@ -50,6 +51,7 @@ VALUE_AGE_BUCKETS = (1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 180.0, 300.0,
 ENDPOINTS = ("query", "series")
 OUTCOMES = ("success", "error")
 APIS = ("custom", "external")
+WITHHELD_REASONS = ("stale", "no_sample_time", "non_finite", "out_of_range")
 _CACHE_EVENTS = {"hit": "hits", "miss": "misses", "coalesced": "coalesced", "evict": "evictions",
                  "refresh": "refreshes"}
 
@@ -105,9 +107,17 @@ class Metrics:
             f"{p}_metrics_discovered", "Metric names served after the last relist, by API.", ("api",),
             registry=r)
         self.value_age = CountedHistogram(
-            f"{p}_value_age_seconds", "Age (now minus sample timestamp) of every metric value served.",
+            f"{p}_value_age_seconds",
+            "Age (now minus the time of the newest raw sample behind it) of every metric value served.",
             VALUE_AGE_BUCKETS)
         r.register(self.value_age)
+        self.values_withheld = Counter(
+            f"{p}_values_withheld_total", "Values not served (the object left out, the missing-data policy "
+            "applied), by reason: stale (older than the age limit), no_sample_time (no raw sample behind "
+            "it), non_finite (NaN/Inf), out_of_range (beyond Quantity's int64 milli range).",
+            ("reason",), registry=r)
+        for reason in WITHHELD_REASONS:
+            self.values_withheld.labels(reason)
         # Pre-create the known label combinations so rates work from the first scrape.
         for endpoint in ENDPOINTS:
             self.prometheus_query_duration.labels(endpoint)
@@ -207,6 +217,9 @@ class Metrics:
     def observe_value_age(self, seconds: float, count: int = 1) -> None:
         """``count`` values of the same age (a response's items usually share one sample time)."""
         self.value_age.observe(max(seconds, 0.0), count)
+
+    def withheld(self, reason: str, count: int = 1) -> None:
+        self.values_withheld.labels(reason).inc(count)
 
     # -- exposition ------------------------------------------------------------------------
 

@@ -107,7 +107,7 @@ def build(st: Settings, *, registry: CollectorRegistry | None = None,
     relister = Relister(custom_namers, external_namers, backend.series, st.metrics_relist_interval,
                         st.series_max_age, on_relist=on_relist)
     freshness = Freshness(LastKnownStore(max_entries=st.cache_max_entries), st.max_value_age, time.time,
-                          metrics.observe_value_age)
+                          metrics.observe_value_age, metrics.withheld)
     policy_for = policies(Policy(missing=st.missing_data, max_age=st.max_value_age))
     resolver = resolver or KsmObjectResolver(runner)
     custom = CustomMetricsProvider(relister, mapper, resolver, runner, freshness, policy_for)

@@ -11,16 +11,20 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from adapter.model import GroupResource, Selector
+from adapter.naming.promql import PromQLError, parse
 from adapter.naming.resources import NAMESPACES, ResourceConverter
-from adapter.naming.selectors import match_values, quote, to_matchers
+from adapter.naming.selectors import match_values, quote, selector_values, to_matchers
+from adapter.naming.shape import not_local
 from adapter.naming.templates import Template, TemplateError, compile_template
 from adapter.ports import ResourceMapper
 from adapter.rules import SourcedRule
 
 QUERY_FIELDS = frozenset({"Series", "LabelMatchers", "LabelValuesByName", "GroupBy", "GroupBySlice"})
+NAMES, NAMESPACE, CLUSTER = "names", "namespace", "cluster"
+_PROBE = "__accel_probe__"  # stands for the request's matchers when a template's shape is checked
 _GO_EXPAND = re.compile(r"\$(?:\{([A-Za-z0-9_]+)\}|([A-Za-z0-9_]+)|(\$))")
 
 
@@ -38,6 +42,15 @@ def go_expand(template: str, m: re.Match[str]) -> str:
     return _GO_EXPAND.sub(sub, template)
 
 
+@dataclass(frozen=True)
+class Rendered:
+    """A rendered ``metricsQuery`` with the ``LabelMatchers`` and ``GroupBy`` it was rendered with."""
+
+    query: str
+    label_matchers: str
+    group_by: tuple[str, ...]
+
+
 class RuleError(ValueError):
     """A rule that cannot be compiled; the message starts with the rule's location."""
 
@@ -52,6 +65,7 @@ class MetricNamer:
     query: Template
     converter: ResourceConverter
     namespaced_external: bool
+    _wide: dict[tuple[GroupResource, bool], str | None] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def where(self) -> str:
@@ -107,52 +121,88 @@ class MetricNamer:
     def namespace_label(self) -> str:
         return self.converter.label_for(NAMESPACES) or "namespace"
 
+    def wide_reason(self, resource: GroupResource, *, cluster: bool) -> str | None:
+        """None when one query over every object of a namespace (``cluster=False``) or of the cluster
+        gives each object the value prometheus-adapter's per-request rendering gives it; else why not.
+
+        Decided once per resource on the parsed template (``adapter.naming.shape``), never on the text."""
+        key = (resource, cluster)
+        if key not in self._wide:
+            self._wide[key] = self._wide_reason(resource, cluster)
+        return self._wide[key]
+
+    def _wide_reason(self, resource: GroupResource, cluster: bool) -> str | None:
+        if self.uses_values_by_name():
+            return "the template reads .LabelValuesByName (the requested names themselves)"
+        try:
+            res_label = self.resource_label(resource)
+        except RuleError as e:
+            return str(e)
+        required = [self.namespace_label(), res_label] if cluster else [res_label]
+        probe = f'{_PROBE}="1"'
+        rendered = self._render("accel_probe_series", [probe], {}, required)
+        try:
+            expr = parse(rendered.query)
+        except PromQLError as e:
+            return f"the template does not render valid PromQL: {e}"
+        return not_local(expr, required, [_PROBE])
+
     def build_all_namespaces(self, series: str, resource: GroupResource, metric_selector: Selector) -> str:
-        """Every object of a namespaced ``resource`` in every namespace, grouped by namespace and object,
-        for one cluster-wide query answered per namespace and object in-process."""
-        ns_label, res_label = self.namespace_label(), self.resource_label(resource)
-        exprs = [f'{res_label}!=""', *to_matchers(metric_selector, "metricLabelSelector")]
-        return self._render(series, exprs, {res_label: ".+"}, [ns_label, res_label])
+        return self.render_custom(series, resource, "", (), metric_selector, mode=CLUSTER).query
 
     def build(self, series: str, resource: GroupResource, namespace: str, names: Sequence[str],
               metric_selector: Selector, *, all_objects: bool = False) -> str:
         """PromQL for ``names`` of ``resource`` (in ``namespace``); ``all_objects`` selects every object
         that has the label (``<label>!=""``), for namespace-wide queries answered per object in-process."""
-        exprs: list[str] = []
-        values: dict[str, str] = {}
-        if namespace:
-            ns_label = self.converter.label_for(NAMESPACES) or "namespace"
+        return self.render_custom(series, resource, namespace, names, metric_selector,
+                                  mode=NAMESPACE if all_objects else NAMES).query
+
+    def render_custom(self, series: str, resource: GroupResource, namespace: str, names: Sequence[str],
+                      metric_selector: Selector, *, mode: str = "names") -> Rendered:
+        """prometheus-adapter's ``Build``: matchers in its order (the ``metricLabelSelector``
+        requirements, then the namespace, then the resource label) and ``LabelValuesByName`` holding
+        each of them. ``mode``: ``names`` (exactly prometheus-adapter's query), ``namespace`` (every
+        object of the namespace: ``<label>!=""``), ``cluster`` (every object of every namespace, grouped
+        by namespace and object)."""
+        exprs = to_matchers(metric_selector, "metricLabelSelector")
+        values = selector_values(metric_selector)
+        res_label = self.resource_label(resource)
+        ns_label = self.namespace_label()
+        if namespace and mode != CLUSTER:
             exprs.append(f"{ns_label}={quote(namespace)}")
             values[ns_label] = namespace
-        res_label = self.resource_label(resource)
-        if all_objects:
-            exprs.append(f'{res_label}!=""')
-            values[res_label] = ".+"
-        else:
+        if mode == NAMES:
             exprs.append(match_values(res_label, list(names)))
             values[res_label] = "|".join(names)
-        exprs += to_matchers(metric_selector, "metricLabelSelector")
-        return self._render(series, exprs, values, [res_label])
+        else:
+            exprs.append(f'{res_label}!=""')
+            values[res_label] = ".+"
+        return self._render(series, exprs, values, [ns_label, res_label] if mode == CLUSTER else [res_label])
 
     def build_external(self, series: str, namespace: str, metric_selector: Selector) -> str:
-        exprs: list[str] = []
-        values: dict[str, str] = {}
+        return self.render_external(series, namespace, metric_selector).query
+
+    def render_external(self, series: str, namespace: str, metric_selector: Selector) -> Rendered:
+        """prometheus-adapter's ``BuildExternal``: the selector's matchers, then the namespace."""
+        exprs = to_matchers(metric_selector, "labelSelector")
+        values = selector_values(metric_selector)
         if namespace and self.namespaced_external:
-            ns_label = self.converter.label_for(NAMESPACES) or "namespace"
+            ns_label = self.namespace_label()
             exprs.append(f"{ns_label}={quote(namespace)}")
             values[ns_label] = namespace
-        exprs += to_matchers(metric_selector, "labelSelector")
         return self._render(series, exprs, values, [])
 
-    def _render(self, series: str, exprs: list[str], values: dict[str, str], group_by: list[str]) -> str:
+    def _render(self, series: str, exprs: list[str], values: dict[str, str], group_by: list[str]) -> Rendered:
         """prometheus-adapter's ``queryTemplateArgs``: matchers and group-by joined with commas."""
-        return self.query.render({
+        matchers = ",".join(exprs)
+        query = self.query.render({
             "Series": series,
-            "LabelMatchers": ",".join(exprs),
+            "LabelMatchers": matchers,
             "LabelValuesByName": values,
             "GroupBy": ",".join(group_by),
             "GroupBySlice": group_by,
         })
+        return Rendered(query, matchers, tuple(group_by))
 
     def resource_label(self, resource: GroupResource) -> str:
         label = self.converter.label_for(resource)

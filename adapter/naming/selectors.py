@@ -196,6 +196,11 @@ def to_matchers(selector: Selector, where: str = "selector") -> list[str]:
     return out
 
 
+def selector_values(selector: Selector) -> dict[str, str]:
+    """prometheus-adapter's ``LabelValuesByName`` entries of a selector: each key's values joined with ``|``."""
+    return {r.key: "|".join(r.values) for r in selector.requirements}
+
+
 def to_label_selector_json(selector: Selector) -> dict[str, object] | None:
     """``metav1.ParseToLabelSelector`` shape: matchLabels for ``=``, matchExpressions for the rest."""
     if selector.empty:

@@ -9,11 +9,13 @@ from collections.abc import Callable, Sequence
 
 from adapter.errors import AdapterError, MetricNotFound, NotFound, Unavailable
 from adapter.model import CustomMetricInfo, CustomValue, ObjectRef, QueryResult, ResourceInfo, Sample, Selector
-from adapter.naming.query import MetricNamer
+from adapter.naming.query import CLUSTER, NAMES, NAMESPACE, MetricNamer
+from adapter.naming.shape import QueryPlan
 from adapter.ports import ObjectResolver, ResourceMapper
 from adapter.provider.discovery import Relister
+from adapter.provider.plans import Plans
 from adapter.provider.runner import QueryRunner
-from adapter.provider.values import Freshness, Policy, usable
+from adapter.provider.values import Freshness, Policy
 from adapter.settings import parse_duration
 
 log = logging.getLogger(__name__)
@@ -39,10 +41,11 @@ class CustomMetricsProvider:
         self._index = ResultIndex()
         # per request shape: the values answered over a result object (held weakly: an entry whose
         # result the query cache has dropped can never hit again and is evicted like any other)
-        self._memo: OrderedDict[tuple[object, ...],
-                                tuple[weakref.ref[QueryResult], list[CustomValue], dict[float, int]]] = OrderedDict()
+        self._memo: OrderedDict[tuple[object, ...], tuple[weakref.ref[QueryResult], list[CustomValue],
+                                                          dict[float, int], float]] = OrderedDict()
         self._memo_items = 0
-        self._refs: dict[tuple[str, str, str], ObjectRef] = {}
+        self._refs: dict[tuple[str, str, str, str], ObjectRef] = {}
+        self._plans = Plans()
 
     def list_metrics(self) -> list[CustomMetricInfo]:
         return self.relister.index.custom_infos()
@@ -57,17 +60,17 @@ class CustomMetricsProvider:
             raise MetricNotFound(metric, str(info.group_resource), name, selector)
         return entry.namer, entry.series
 
-    async def _query(self, promql: str, policy: Policy) -> QueryResult:
+    async def _query(self, namer: MetricNamer, plan: QueryPlan, policy: Policy) -> QueryResult:
         try:
-            return await self.runner.run(promql, policy.cache_ttl)
+            return await self.runner.run_plan(plan, policy.cache_ttl)
         except AdapterError as e:
             # an outage is logged once by the backend when it starts; each failed query only counts
             log.log(logging.DEBUG if isinstance(e, Unavailable) else logging.WARNING, "query failed",
-                    extra={"promql": promql, "error": e.message, "code": e.code})
+                    extra={"rule": namer.where, "promql": plan.send, "error": e.message, "code": e.code})
             raise
 
     def _ref(self, info: ResourceInfo, namespace: str, name: str) -> ObjectRef:
-        key = (info.kind, namespace, name)
+        key = (info.group_resource.group, info.kind, namespace, name)
         ref = self._refs.get(key)
         if ref is None:
             # CMA builds apiVersion as group + "/" + version, so core kinds read "/v1" on the wire
@@ -103,35 +106,40 @@ class CustomMetricsProvider:
             raise MetricNotFound(metric, str(info.group_resource), selector=selector.raw or "")
         return values
 
-    def _plan(self, namer: MetricNamer, series: str, info: ResourceInfo, namespace: str,
-              names: Sequence[str] | None, metric_selector: Selector) -> tuple[str, bool]:
-        """(PromQL, cluster-wide?) for this request.
+    def _mode(self, namer: MetricNamer, info: ResourceInfo, namespace: str, names: Sequence[str] | None) -> str:
+        """How wide this request's query is.
 
-        With caching on, one query covers every object of the namespace, or of every namespace at once
-        (grouped by namespace and object, filtered here), so N HPAs on a metric cost one query per TTL.
-        With caching off the query names the objects, exactly as prometheus-adapter renders it."""
+        ``names``: exactly prometheus-adapter's query (the namespace and the object names). ``namespace``
+        (every object of the namespace) and ``cluster`` (every object of every namespace, grouped by
+        namespace and object, split here) only for templates proven to compute each object from its
+        own series (``MetricNamer.wide_reason``): then N HPAs on a metric cost one query per TTL and
+        every object still gets prometheus-adapter's value. Without a cluster and without a selector
+        the objects are not known beforehand: every object of the namespace that has series."""
         gr = info.group_resource
-        groupable = not namer.uses_values_by_name()
-        if namespace and groupable and self.runner.caching and namer.where not in self._not_cluster_groupable:
-            return namer.build_all_namespaces(series, gr, metric_selector), True
-        wide = names is None or (groupable and (self.runner.caching or len(names) > MAX_NAMES_IN_QUERY))
-        return namer.build(series, gr, namespace, list(names or ()), metric_selector, all_objects=wide), False
+        if names is None:
+            return NAMESPACE
+        if (namespace and self.runner.caching and namer.where not in self._not_cluster_groupable
+                and namer.wide_reason(gr, cluster=True) is None):
+            return CLUSTER
+        if (self.runner.caching or len(names) > MAX_NAMES_IN_QUERY) and namer.wide_reason(gr, cluster=False) is None:
+            return NAMESPACE
+        return NAMES
 
     async def _run(self, namer: MetricNamer, series: str, info: ResourceInfo, namespace: str,
                    names: Sequence[str] | None, metric_selector: Selector, policy: Policy
                    ) -> tuple[QueryResult, str, bool]:
-        promql, cluster_wide = self._plan(namer, series, info, namespace, names, metric_selector)
-        result = await self._query(promql, policy)
-        if cluster_wide:
-            ns_label = namer.namespace_label()
-            index = self._index.get(result, ns_label, namer.resource_label(info.group_resource))
+        gr = info.group_resource
+        mode = self._mode(namer, info, namespace, names)
+        rendered = namer.render_custom(series, gr, namespace, names or (), metric_selector, mode=mode)
+        result = await self._query(namer, self._plans.get(namer, rendered), policy)
+        if mode == CLUSTER:
+            index = self._index.get(result, namer.namespace_label(), namer.resource_label(gr))
             if "" in index:  # some samples carry no namespace label
                 log.info("rule drops the namespace label when grouped cluster-wide; using per-namespace "
                          "queries for it", extra={"rule": namer.where})
                 self._not_cluster_groupable.add(namer.where)
-                promql, cluster_wide = self._plan(namer, series, info, namespace, names, metric_selector)
-                result = await self._query(promql, policy)
-        return result, promql, cluster_wide
+                return await self._run(namer, series, info, namespace, names, metric_selector, policy)
+        return result, rendered.query, mode == CLUSTER
 
     async def _values(self, namer: MetricNamer, series: str, info: ResourceInfo, namespace: str,
                       policy: Policy, names: Sequence[str] | None, metric: str,
@@ -149,22 +157,32 @@ class CustomMetricsProvider:
             if policy.missing != "lastKnown" or names is None:
                 raise
             result = None  # Prometheus failed: lastKnown may still answer
+        now = self.freshness.clock()
+        limit = self.freshness.limit(policy)
         memo_key = (namer.where, gr, namespace, tuple(names) if names is not None else None, metric,
                     metric_selector.raw)
         if result is not None:
             hit = self._memo.get(memo_key)
-            if hit is not None and hit[0]() is result:
+            # the same answer while the same result object serves and its oldest value is within the limit
+            if hit is not None and hit[0]() is result and now - hit[3] <= limit:
                 self._memo.move_to_end(memo_key)
                 self.freshness.observe_ages(hit[2])
                 return hit[1]
-        now = self.freshness.clock()
         by_name: dict[str, tuple[float, float]] = {}
         if result is not None:
-            samples = self._index.get(result, ns_label if cluster_wide else "", label).get(
-                namespace if cluster_wide else "", {})
-            for obj, s in samples.items():
-                if usable(s, now, self.freshness.max_value_age, f"{gr}/{namespace}/{obj}", promql):
-                    by_name[obj] = (s.value, s.timestamp)
+            scope_label = ns_label if cluster_wide else ""
+            scope = namespace if cluster_wide else ""
+            samples = self._index.get(result, scope_label, label).get(scope, {})
+            times = self._index.get(result, scope_label, label, ages=True).get(scope, {})
+            for obj in (samples if names is None else names):
+                s = samples.get(obj)
+                if s is None:
+                    continue
+                t = times.get(obj)
+                data_time = t.value if t is not None else None
+                if self.freshness.check(s.value, data_time, now, limit, f"{gr}/{namespace}/{obj}", promql):
+                    assert data_time is not None
+                    by_name[obj] = (s.value, data_time)
         wanted = list(names) if names is not None else sorted(by_name)
         sel = metric_selector if not metric_selector.empty else None
         out: list[CustomValue] = []
@@ -186,12 +204,12 @@ class CustomMetricsProvider:
         self.freshness.observe_ages(ages)
         if result is not None and not substituted:
             # the same request shape over the same result object answers with the same list (and the
-            # api layer with the same bytes) until the result is replaced
+            # api layer with the same bytes) until the result is replaced or its oldest value too old
             old = self._memo.pop(memo_key, None)
             if old is not None:
                 self._memo_items -= len(old[1])
             ref = weakref.ref(result)
-            self._memo[memo_key] = (ref, out, ages)
+            self._memo[memo_key] = (ref, out, ages, min(ages, default=now))
             self._memo_items += len(out)
             weakref.finalize(result, self._forget, memo_key, ref)
             while self._memo_items > MEMO_MAX_ITEMS or len(self._memo) > 4096:
@@ -220,15 +238,18 @@ class ResultIndex:
     after the query cache has dropped it."""
 
     def __init__(self) -> None:
-        self._memo: dict[tuple[int, str, str], tuple[weakref.ref[QueryResult], dict[str, dict[str, Sample]]]] = {}
+        self._memo: dict[tuple[int, str, str, bool],
+                         tuple[weakref.ref[QueryResult], dict[str, dict[str, Sample]]]] = {}
 
-    def get(self, result: QueryResult, ns_label: str, label: str) -> dict[str, dict[str, Sample]]:
-        key = (id(result), ns_label, label)
+    def get(self, result: QueryResult, ns_label: str, label: str, *, ages: bool = False
+            ) -> dict[str, dict[str, Sample]]:
+        """Samples (or, with ``ages``, the data-time elements) by namespace label and object label."""
+        key = (id(result), ns_label, label, ages)
         hit = self._memo.get(key)
         if hit is not None and hit[0]() is result:
             return hit[1]
         index: dict[str, dict[str, Sample]] = {}
-        for s in result.samples:
+        for s in (result.ages if ages else result.samples):
             obj = s.labels.get(label)
             if obj is None:
                 continue

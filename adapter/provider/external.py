@@ -9,8 +9,9 @@ from adapter.errors import AdapterError, NotFound, Unavailable
 from adapter.model import ExternalMetricInfo, ExternalValue, QueryResult, Selector
 from adapter.naming.query import MetricNamer
 from adapter.provider.discovery import Relister
+from adapter.provider.plans import Plans
 from adapter.provider.runner import QueryRunner
-from adapter.provider.values import Freshness, Policy, usable
+from adapter.provider.values import Freshness, Policy
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +24,7 @@ class ExternalMetricsProvider:
         self.freshness = freshness
         self.policy_for = policy_for
         self._last: dict[tuple[str, str, str], tuple[ExternalValue, ...]] = {}
+        self._plans = Plans()
 
     def list_metrics(self) -> list[ExternalMetricInfo]:
         return self.relister.index.external_infos()
@@ -36,23 +38,30 @@ class ExternalMetricsProvider:
             raise NotFound(f"the server could not find the metric {metric} for namespace {namespace}")
         namer, series = entry.namer, entry.series
         policy = self.policy_for(namer)
-        promql = namer.build_external(series, namespace, selector)
+        rendered = namer.render_external(series, namespace, selector)
+        plan = self._plans.get(namer, rendered, external=True)
         key = (metric, namespace if namer.namespaced_external else "", selector.raw)
         try:
-            result: QueryResult | None = await self.runner.run(promql, policy.cache_ttl)
+            result: QueryResult | None = await self.runner.run_plan(plan, policy.cache_ttl)
         except AdapterError as e:
             # an outage is logged once by the backend when it starts; each failed query only counts
             log.log(logging.DEBUG if isinstance(e, Unavailable) else logging.WARNING, "query failed",
-                    extra={"promql": promql, "error": e.message, "code": e.code})
+                    extra={"rule": namer.where, "promql": plan.send, "error": e.message, "code": e.code})
             if policy.missing != "lastKnown":
                 raise
             result = None
         now = self.freshness.clock()
+        limit = self.freshness.limit(policy)
         items = []
         if result is not None:
+            group = plan.age_group
+            times = {tuple(a.labels.get(label, "") for label in group): a.value for a in result.ages}
             for s in result.samples:
-                if usable(s, now, self.freshness.max_value_age, f"external/{metric}", promql):
-                    items.append(ExternalValue(metric, dict(s.labels), s.timestamp, s.value))
+                data_time = times.get(tuple(s.labels.get(label, "") for label in group))
+                if self.freshness.check(s.value, data_time, now, limit, f"external/{namespace}/{metric}",
+                                        plan.value):
+                    assert data_time is not None
+                    items.append(ExternalValue(metric, dict(s.labels), data_time, s.value))
         if items:
             if policy.missing == "lastKnown":
                 self._last[key] = tuple(items)
@@ -67,7 +76,6 @@ class ExternalMetricsProvider:
             return [ExternalValue(metric, {}, result.evaluated_at, 0.0)]
         if policy.missing == "lastKnown":
             last = self._last.get(key, ())
-            limit = min(policy.max_age, self.freshness.max_value_age)
             fresh = [it for it in last if now - it.timestamp <= limit]
             if fresh:
                 return fresh

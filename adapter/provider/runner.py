@@ -1,19 +1,39 @@
-"""Runs PromQL for the providers: result cache with TTL, single-flight, and freshness accounting."""
+"""Runs PromQL for the providers: result cache with TTL, single-flight, and the data's age with each value.
+
+A value query goes out with its age query attached (``adapter.naming.shape.QueryPlan``); the answer
+is split here into the values and the per-object times of the newest raw samples, and cached as one
+result, so every cache hit still knows how old its data is.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from collections.abc import Awaitable, Callable
 
 from adapter.cache import QueryCache
-from adapter.model import QueryResult
+from adapter.model import QueryResult, Sample
+from adapter.naming.shape import AGE_LABEL, QueryPlan
 
 QueryFn = Callable[[str], Awaitable[QueryResult]]
 
 
 def _size_of(result: QueryResult) -> int:
     # a rough but monotone estimate: per-sample overhead plus label text
-    return 200 + sum(120 + sum(len(k) + len(v) + 100 for k, v in s.labels.items()) for s in result.samples)
+    return 200 + sum(120 + sum(len(k) + len(v) + 100 for k, v in s.labels.items())
+                     for s in (*result.samples, *result.ages))
+
+
+def split_ages(result: QueryResult) -> QueryResult:
+    """Values and age elements (tagged ``__accel_age__``) of a combined answer, apart."""
+    values: list[Sample] = []
+    ages: list[Sample] = []
+    for s in result.samples:
+        if AGE_LABEL in s.labels:
+            ages.append(Sample({k: v for k, v in s.labels.items() if k != AGE_LABEL}, s.value, s.timestamp))
+        else:
+            values.append(s)
+    return QueryResult(tuple(values), result.evaluated_at, tuple(ages))
 
 
 class QueryRunner:
@@ -43,3 +63,18 @@ class QueryRunner:
     async def run(self, promql: str, ttl: float | None = None) -> QueryResult:
         key = sys.intern(promql) if len(promql) < 512 else promql
         return await self.cache.get_or_load(key, lambda: self._query(promql), ttl)
+
+    async def run_plan(self, plan: QueryPlan, ttl: float | None = None) -> QueryResult:
+        """The value query of ``plan`` with the data's age (``QueryResult.ages``)."""
+        if plan.combined or plan.age is None:
+            key = sys.intern(plan.send) if len(plan.send) < 512 else plan.send
+            return await self.cache.get_or_load(key, lambda: self._load_combined(plan.send), ttl)
+        return await self.cache.get_or_load("\x00ages\x00" + plan.value, lambda: self._load_apart(plan), ttl)
+
+    async def _load_combined(self, promql: str) -> QueryResult:
+        return split_ages(await self._query(promql))
+
+    async def _load_apart(self, plan: QueryPlan) -> QueryResult:
+        assert plan.age is not None
+        value, age = await asyncio.gather(self._query(plan.value), self._query(plan.age))
+        return QueryResult(value.samples, value.evaluated_at, age.samples)

@@ -30,17 +30,19 @@ def namer(text: str, list_name: str = "rules") -> MetricNamer:
     return MetricNamer.compile(SourcedRule(rules[0], "t.yaml", list_name, 0), StaticResourceMapper())
 
 
+# matchers in prometheus-adapter's order (naming/metrics_query.go Build): the metricLabelSelector's
+# requirements (sorted by key, as labels.Parse sorts them), then the namespace, then the resource label
 @pytest.mark.parametrize(("names", "ns", "metric_sel", "expected"), [
     (["p1"], "ns1", "", 'avg(DCGM_FI_DEV_GPU_UTIL{namespace="ns1",pod="p1"}) by (pod)'),
     (["p1", "p2"], "ns1", "", 'avg(DCGM_FI_DEV_GPU_UTIL{namespace="ns1",pod=~"p1|p2"}) by (pod)'),
     (["a.b", "c"], "ns1", "", 'avg(DCGM_FI_DEV_GPU_UTIL{namespace="ns1",pod=~"a\\\\.b|c"}) by (pod)'),
-    (["p1"], "ns1", "gpu=0", 'avg(DCGM_FI_DEV_GPU_UTIL{namespace="ns1",pod="p1",gpu="0"}) by (pod)'),
-    (["p1"], "ns1", "gpu!=0", 'avg(DCGM_FI_DEV_GPU_UTIL{namespace="ns1",pod="p1",gpu!="0"}) by (pod)'),
-    (["p1"], "ns1", "gpu in (0,1)", 'avg(DCGM_FI_DEV_GPU_UTIL{namespace="ns1",pod="p1",gpu=~"0|1"}) by (pod)'),
+    (["p1"], "ns1", "gpu=0", 'avg(DCGM_FI_DEV_GPU_UTIL{gpu="0",namespace="ns1",pod="p1"}) by (pod)'),
+    (["p1"], "ns1", "gpu!=0", 'avg(DCGM_FI_DEV_GPU_UTIL{gpu!="0",namespace="ns1",pod="p1"}) by (pod)'),
+    (["p1"], "ns1", "gpu in (0,1)", 'avg(DCGM_FI_DEV_GPU_UTIL{gpu=~"0|1",namespace="ns1",pod="p1"}) by (pod)'),
     (["p1"], "ns1", "gpu notin (0,1)",
-     'avg(DCGM_FI_DEV_GPU_UTIL{namespace="ns1",pod="p1",gpu!~"0|1"}) by (pod)'),
-    (["p1"], "ns1", "mig", 'avg(DCGM_FI_DEV_GPU_UTIL{namespace="ns1",pod="p1",mig!=""}) by (pod)'),
-    (["p1"], "ns1", "!mig", 'avg(DCGM_FI_DEV_GPU_UTIL{namespace="ns1",pod="p1",mig=""}) by (pod)'),
+     'avg(DCGM_FI_DEV_GPU_UTIL{gpu!~"0|1",namespace="ns1",pod="p1"}) by (pod)'),
+    (["p1"], "ns1", "mig", 'avg(DCGM_FI_DEV_GPU_UTIL{mig!="",namespace="ns1",pod="p1"}) by (pod)'),
+    (["p1"], "ns1", "!mig", 'avg(DCGM_FI_DEV_GPU_UTIL{mig="",namespace="ns1",pod="p1"}) by (pod)'),
     (['x"} or vector(1) #'], 'n"s', "",
      'avg(DCGM_FI_DEV_GPU_UTIL{namespace="n\\"s",pod="x\\"} or vector(1) #"}) by (pod)'),
 ], ids=["one", "several", "regex-escaped-names", "eq", "neq", "in", "notin", "exists", "not-exists",
@@ -104,7 +106,7 @@ def test_all_template_fields() -> None:
 
 
 @pytest.mark.parametrize(("namespaced", "ns", "sel", "expected"), [
-    ("", "ns1", "model=llama", 'sum(q{namespace="ns1",model="llama"}) by (model)'),
+    ("", "ns1", "model=llama", 'sum(q{model="llama",namespace="ns1"}) by (model)'),
     ("namespaced: false", "ns1", "model=llama", 'sum(q{model="llama"}) by (model)'),
     ("namespaced: false", "ns1", "", "sum(q{}) by (model)"),
 ], ids=["namespaced", "not-namespaced", "no-selector"])
@@ -171,4 +173,35 @@ def test_go_expand_unknown_group_is_empty() -> None:
 def test_build_all_namespaces_groups_by_namespace_and_object() -> None:
     n = namer(OVERRIDES)
     assert n.build_all_namespaces("DCGM_FI_DEV_GPU_UTIL", PODS, parse_selector("gpu=0")) == \
-        'avg(DCGM_FI_DEV_GPU_UTIL{pod!="",gpu="0"}) by (namespace,pod)'
+        'avg(DCGM_FI_DEV_GPU_UTIL{gpu="0",pod!=""}) by (namespace,pod)'
+
+
+LVBN = """
+- seriesQuery: 'DCGM_FI_DEV_GPU_UTIL{namespace!="",pod!=""}'
+  resources: {overrides: {namespace: {resource: namespace}, pod: {resource: pod}}}
+  metricsQuery: >-
+    avg(<<.Series>>{gpu_model=~"<<index .LabelValuesByName "gpu_model">>",
+    pod=~"<<index .LabelValuesByName "pod">>",namespace="<<index .LabelValuesByName "namespace">>"})
+    by (<<.GroupBy>>)
+"""
+
+
+@pytest.mark.parametrize(("metric_sel", "expected"), [
+    ("gpu_model=H100", 'avg(G{gpu_model=~"H100", pod=~"a|b",namespace="ns1"}) by (pod)'),
+    ("gpu_model in (A100,H100)", 'avg(G{gpu_model=~"A100|H100", pod=~"a|b",namespace="ns1"}) by (pod)'),
+    ("gpu_model", 'avg(G{gpu_model=~"", pod=~"a|b",namespace="ns1"}) by (pod)'),
+], ids=["eq", "in", "exists"])
+def test_label_values_by_name_holds_every_selector_requirement(metric_sel: str, expected: str) -> None:
+    """prometheus-adapter's processQueryParts puts each metricLabelSelector requirement into
+    LabelValuesByName (values joined with |); before, a template reading gpu_model rendered =~"" """
+    n = namer(LVBN)
+    assert n.build("G", PODS, "ns1", ["a", "b"], parse_selector(metric_sel)) == expected
+
+
+def test_label_values_by_name_external_selector() -> None:
+    n = namer("""
+- seriesQuery: 'q'
+  resources: {overrides: {namespace: {resource: namespace}}}
+  metricsQuery: 'sum(<<.Series>>{model="<<index .LabelValuesByName "model">>"}) by (model)'
+""", "externalRules")
+    assert n.build_external("q", "ns1", parse_selector("model=llama")) == 'sum(q{model="llama"}) by (model)'

@@ -49,8 +49,12 @@ def make(clock: Clock) -> tuple[CustomMetricsProvider, list[str]]:
         if "kube_pod_labels" in promql:
             return QueryResult(tuple(Sample({"namespace": ns, "pod": f"p{i}", "label_app": "x"}, 1, now)
                                      for ns in ("a", "b") for i in range(3)), now)
-        return QueryResult(tuple(Sample({"namespace": ns, "pod": f"p{i}"}, 10 * i + (ns == "b"), now)
-                                 for ns in ("a", "b") for i in range(3)), now)
+        values = [Sample({"namespace": ns, "pod": f"p{i}"}, 10 * i + (ns == "b"), now)
+                  for ns in ("a", "b") for i in range(3)]
+        # the age elements Prometheus answers for the attached age query: newest raw sample 5 s ago
+        ages = [Sample({"namespace": ns, "pod": f"p{i}", "__accel_age__": "1"}, now - 5, now)
+                for ns in ("a", "b") for i in range(3)] if "__accel_age__" in promql else []
+        return QueryResult(tuple(values + ages), now)
 
     runner = QueryRunner(query, ttl=15, max_entries=100, clock=clock)
     fresh = Freshness(LastKnownStore(max_entries=100), 300, time.time)
@@ -69,7 +73,8 @@ def test_one_cluster_wide_query_answers_every_namespace_and_memo_follows_the_res
         assert [(v.described.name, v.value) for v in a] == [("p0", 0), ("p1", 10), ("p2", 20)]
         assert [(v.described.name, v.value) for v in b] == [("p0", 1), ("p1", 11), ("p2", 21)]
         assert sent == ['kube_pod_labels{namespace!="",pod!=""}',
-                        'avg(gpu_util{pod!=""}) by (namespace,pod)']
+                        '(avg(gpu_util{pod!=""}) by (namespace,pod)) or label_replace(max by (namespace,pod) '
+                        '(timestamp(gpu_util{pod!=""})), "__accel_age__", "1", "", "")']
         again = await provider.get_by_selector("pods", "a", sel, "gpu", Selector())
         assert again is a  # same request over the same result: the memoized list
         # the cache drops the result: the memo entry goes with it, nothing keeps it alive
@@ -84,3 +89,13 @@ def test_one_cluster_wide_query_answers_every_namespace_and_memo_follows_the_res
         assert fresh is not a and [v.value for v in fresh] == [0, 10, 20]
 
     asyncio.run(scenario())
+
+
+def test_described_object_memo_is_keyed_by_group_and_kind() -> None:
+    """A Knative Service after a core Service of the same name came back with apiVersion "/v1"."""
+    from adapter.model import GroupResource, ResourceInfo
+    provider, _ = make(Clock())
+    core = ResourceInfo(GroupResource("", "services"), "Service", "service", "v1", True)
+    knative = ResourceInfo(GroupResource("serving.knative.dev", "services"), "Service", "service", "v1", True)
+    assert provider._ref(core, "ns", "web").api_version == "/v1"
+    assert provider._ref(knative, "ns", "web").api_version == "serving.knative.dev/v1"

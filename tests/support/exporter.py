@@ -3,6 +3,9 @@
 Run: ``python -m tests.support.exporter --port N --file series.json``. The file is re-read on every
 scrape, so tests change values (or remove a series, or write "NaN") by rewriting it. Format:
 ``[{"name": "gpu_util", "labels": {"namespace": "ns1", "pod": "p1"}, "value": 87.5}, ...]``.
+Optional per series: ``"age": 120`` exposes the sample with an explicit timestamp that many seconds
+in the past (as a federated, remote-written or delayed exporter does); ``"per_second": 2`` makes the
+value grow by that much per second of that timestamp (a counter).
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -28,7 +32,8 @@ def _fmt(v: float | str) -> str:
     return repr(float(v))
 
 
-def render(series: list[dict[str, object]]) -> str:
+def render(series: list[dict[str, object]], now: float | None = None) -> str:
+    now = time.time() if now is None else now
     lines = []
     for s in series:
         labels = s.get("labels") or {}
@@ -36,7 +41,16 @@ def render(series: list[dict[str, object]]) -> str:
         lbl = ",".join(f'{k}="{_escape(str(v))}"' for k, v in labels.items())
         value = s["value"]
         assert isinstance(value, float | int | str)
-        lines.append(f"{s['name']}{{{lbl}}} {_fmt(value)}")
+        age, per_second = s.get("age"), s.get("per_second")
+        if age is None:
+            lines.append(f"{s['name']}{{{lbl}}} {_fmt(value)}")
+            continue
+        assert isinstance(age, int | float)
+        ts = now - age
+        if per_second is not None:
+            assert isinstance(per_second, int | float) and not isinstance(value, str)
+            value = float(value) + float(per_second) * ts
+        lines.append(f"{s['name']}{{{lbl}}} {_fmt(value)} {int(ts * 1000)}")
     return "\n".join(lines) + "\n"
 
 
