@@ -73,8 +73,9 @@ class Relister:
         for n in namers:
             state = self._state[n.series_query]
             if state.series is None and _could_produce(n, metric, resource):
-                return f"series discovery for {n.where} has not succeeded yet ({state.error})" \
-                    if state.error != PENDING else PENDING
+                if state.error == PENDING:
+                    return PENDING
+                return f"series discovery for {n.where} has not succeeded yet ({state.error})"
         return None
 
     async def update_now(self) -> SeriesIndex:
