@@ -29,3 +29,13 @@ def test_shared_shapes_index_once_and_count_every_series() -> None:
     assert index.lookup(pods, True, "gpu_util_x") is not None
     assert index.lookup(namespaces, False, "fb_used_x") is not None
     assert index.lookup(pods, True, "fb_used_x") is None  # that shape has no pod label
+
+
+def test_metric_names_the_api_cannot_serve_are_not_listed() -> None:
+    """A name outside the API's metric-name set (``adapter.naming.validation``) could never be requested:
+    discovery does not list it, so the documents list exactly what can be requested."""
+    rules = RULES.replace('as: "${1}_x"', 'as: "${1} x"')
+    namer = MetricNamer.compile(SourcedRule(parse_rules_text(rules, "r.yaml").rules[0], "r.yaml", "rules", 0),
+                                StaticResourceMapper())
+    index = build_index([(namer, [{"__name__": "gpu_util", "namespace": "", "pod": ""}])], [])
+    assert index.custom == {}
