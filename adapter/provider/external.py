@@ -36,7 +36,7 @@ class ExternalMetricsProvider:
         promql = namer.build_external(series, namespace, selector)
         key = (metric, namespace if namer.namespaced_external else "", selector.raw)
         try:
-            result: QueryResult | None = await self.runner.run(promql, policy.cache_ttl)
+            result: QueryResult | None = await self.runner.run(promql, policy.cache_ttl, where=namer.where)
         except AdapterError as e:
             log.warning("query failed", extra={"promql": promql, "error": e.message, "code": e.code})
             if policy.missing != "lastKnown":

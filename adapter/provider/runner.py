@@ -1,12 +1,21 @@
-"""Runs PromQL for the providers: result cache with TTL, single-flight, and freshness accounting."""
+"""Runs PromQL for the providers: result cache with TTL, single-flight, and freshness accounting.
+
+Every query is parsed (Prometheus's grammar) before it is sent: one that does not parse is a bug in
+a rule or in the adapter, never sent, logged at error level naming the rule, and answered 500.
+"""
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Awaitable, Callable
 
 from adapter.cache import QueryCache
+from adapter.errors import InternalError
 from adapter.model import QueryResult
+from adapter.naming.promql import PromQLError, parse
+
+log = logging.getLogger(__name__)
 
 QueryFn = Callable[[str], Awaitable[QueryResult]]
 
@@ -40,6 +49,17 @@ class QueryRunner:
     def caching(self) -> bool:
         return self.ttl > 0
 
-    async def run(self, promql: str, ttl: float | None = None) -> QueryResult:
+    async def run(self, promql: str, ttl: float | None = None, where: str = "") -> QueryResult:
+        """The result of ``promql`` (``where``: the rule that built it, for the log)."""
         key = sys.intern(promql) if len(promql) < 512 else promql
-        return await self.cache.get_or_load(key, lambda: self._query(promql), ttl)
+        return await self.cache.get_or_load(key, lambda: self._checked(promql, where), ttl)
+
+    async def _checked(self, promql: str, where: str) -> QueryResult:
+        try:
+            parse(promql)
+        except PromQLError as e:
+            log.error("built a query that does not parse; not sent", extra={
+                "rule": where or "(adapter)", "promql": promql, "error": str(e)})
+            raise InternalError("Internal error occurred: unable to fetch metrics",
+                                details={"causes": [{"message": "unable to fetch metrics"}]}) from e
+        return await self._query(promql)
