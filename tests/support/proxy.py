@@ -1,6 +1,7 @@
 """A counting (and optionally stalling) HTTP proxy on 127.0.0.1 in front of a real Prometheus.
 
-Counts requests per path, so tests can assert how many queries reached Prometheus, and can hold
+Counts requests per path (and records each query with Prometheus's answer), so tests can assert how
+many queries reached Prometheus and what they were, and can hold
 ``/api/v1/query`` requests for ``stall`` seconds to play a hung Prometheus.
 """
 
@@ -22,6 +23,7 @@ class Proxy:
     url: str
     counts: Counter[str] = field(default_factory=Counter)
     queries: list[str] = field(default_factory=list)
+    answers: list[tuple[str, int, bytes]] = field(default_factory=list)  # (query, status, body) per query
     stall: float = 0.0
     methods: list[str] = field(default_factory=list)
     auth: list[str] = field(default_factory=list)
@@ -32,6 +34,7 @@ class Proxy:
         with self.lock:
             self.counts.clear()
             self.queries.clear()
+            self.answers.clear()
             self.methods.clear()
             self.auth.clear()
             self.headers.clear()
@@ -67,6 +70,9 @@ def counting_proxy(upstream: str) -> Iterator[Proxy]:
                 status, data = e.code, e.read()
             except OSError:
                 status, data = 502, b"upstream unreachable"
+            if path == "/api/v1/query":
+                with proxy.lock:
+                    proxy.answers.append((self.path + ((" " + body.decode()) if body else ""), status, data))
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
