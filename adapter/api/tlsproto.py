@@ -16,7 +16,8 @@ does (``secure_serving.go``: ReadHeaderTimeout 32 s, MaxHeaderBytes 1 MiB; IdleT
 uvicorn's ``timeout_keep_alive``): from the connection's start, and from the first byte of each
 later request, the request line and headers must arrive within ``read_header_timeout`` or the
 connection is closed; a header block over ``max_header_bytes`` is answered 431 (a Status) and the
-connection closed. Released uvicorn only times out idle keep-alive connections (after a response),
+connection closed; a request the HTTP parser rejects is answered 400 as a Status too (uvicorn writes
+plain text). Released uvicorn only times out idle keep-alive connections (after a response),
 and its httptools protocol has no header size limit at all.
 
 The server context requests but does not require a certificate (``CERT_OPTIONAL``) and trusts
@@ -40,7 +41,7 @@ from cryptography.x509.verification import Criticality, ExtensionPolicy, Policy,
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from adapter.api.status import status_body
-from adapter.errors import AdapterError
+from adapter.errors import AdapterError, BadRequest
 
 _TLS_VERSIONS = {"TLSv1": 0x0301, "TLSv1.1": 0x0302, "TLSv1.2": 0x0303, "TLSv1.3": 0x0304}
 
@@ -142,13 +143,19 @@ class HeaderTooLarge(AdapterError):
     reason = ""  # Go answers this before any request exists: no StatusReason for it
 
 
-_431 = status_body(HeaderTooLarge("request header fields too large"))
-_431_RESPONSE = (b"HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: application/json\r\n"
-                 b"Connection: close\r\nContent-Length: " + str(len(_431)).encode() + b"\r\n\r\n" + _431)
+def _closing_response(status_line: bytes, err: AdapterError) -> bytes:
+    body = status_body(err)
+    return (b"HTTP/1.1 " + status_line + b"\r\nContent-Type: application/json\r\nConnection: close\r\n"
+            b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+
+
+_431_RESPONSE = _closing_response(b"431 Request Header Fields Too Large",
+                                  HeaderTooLarge("request header fields too large"))
+_400_RESPONSE = _closing_response(b"400 Bad Request", BadRequest("invalid HTTP request"))
 
 
 class _HeaderLimitsMixin:
-    """Header-read timeout and header size limit for uvicorn's protocols (h11 and httptools).
+    """Header-read timeout, header size limit and Status answers for uvicorn's protocols (h11 and httptools).
 
     "Waiting for headers" means no request cycle or the last one answered; the timer runs from the
     connection's start and from the first byte of each later request until a request's headers are
@@ -187,6 +194,13 @@ class _HeaderLimitsMixin:
             self._cancel_header_timer()
         elif waiting:
             self._arm_header_timer()
+
+    def send_400_response(self, msg: str) -> None:
+        """A request the HTTP parser rejects: a 400 Status (uvicorn writes plain text), then close."""
+        self._cancel_header_timer()
+        if not self.transport.is_closing():
+            self.transport.write(_400_RESPONSE)
+            self.transport.close()
 
     def _arm_header_timer(self) -> None:
         if self._header_timer is None and self.read_header_timeout > 0:

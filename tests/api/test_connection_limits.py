@@ -98,3 +98,14 @@ def test_complete_requests_under_the_limit_are_served(port: int) -> None:
             s.sendall(b"GET /healthz HTTP/1.1\r\n")
             s.sendall(b"Host: a\r\n\r\n")
             assert read_response(s).startswith(b"HTTP/1.1 200")
+
+
+@pytest.mark.parametrize("request_bytes", [b"GET / HTTP/1.1\r\nHost: a\r\nno colon here\r\n\r\n",
+                                           b"\x16\x03\x01 not http\r\n\r\n"], ids=["header-line", "garbage"])
+def test_request_the_parser_rejects_gets_a_400_status(port: int, request_bytes: bytes) -> None:
+    with connect(port) as s:
+        s.sendall(request_bytes)
+        data = read_until_closed(s)
+    assert data.startswith(b"HTTP/1.1 400"), data[:200]
+    status = json.loads(data.split(b"\r\n\r\n", 1)[1])
+    assert status["kind"] == "Status" and status["code"] == 400 and status["reason"] == "BadRequest"
