@@ -274,7 +274,9 @@ def _check_query(promql: str, req: Req, status: int, body: bytes) -> list[str]:
                 problems.append(f"{label} matcher {op}{value!r} for name {name!r}")
             if name == "*" and m_name == label:
                 alternatives = value.replace("\\.", ".").split("|")
-                if not ((op, value) in (("!=", ""), ("=~", ".+")) or
+                # "every object": <label>!="" in LabelMatchers, ".+" in LabelValuesByName (whatever the
+                # template's operator), or the names resolved from kube-state-metrics
+                if not ((op, value) in (("!=", ""), ("=~", ".+"), ("=", ".+")) or
                         (op in ("=", "=~") and set(alternatives) <= KNOWN_OBJECTS)):
                     problems.append(f"{label} matcher {op}{value!r} for all objects")
     metric = urllib.parse.unquote(req.path).rstrip("/").rsplit("/", 1)[-1]
@@ -318,6 +320,8 @@ def _check(f: Fuzz, req: Req, tally: Counter[str]) -> list[str]:
             tally[p.split(":")[0].split(" (")[0] if p.startswith(("unparsable", "Prometheus")) else
                   "matchers not exactly the input"] += 1
         problems += [f"{p}\n    query: {promql}" for p in found]
+    if problems and COUNT_ONLY:
+        print(f"GET {req.path}?{req.query}\n  " + "\n  ".join(problems))
     return problems
 
 
