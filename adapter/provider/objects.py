@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from adapter.errors import BadRequest
 from adapter.model import QueryResult, Requirement, ResourceInfo, Selector
+from adapter.naming.validation import dns1123_label_problems, dns1123_subdomain_problems
 from adapter.provider.runner import QueryRunner
 
 _SANITIZE = re.compile(r"[^a-zA-Z0-9_]")
@@ -44,7 +45,8 @@ class KsmObjectResolver:
         by_ns: dict[str, list[tuple[str, dict[str, str]]]] = {}
         for s in result.samples:
             ns, pod = s.labels.get("namespace", ""), s.labels.get("pod", "")
-            if ns and pod:
+            # only names Kubernetes allows: they may be rendered unescaped (<<.LabelValuesByName>>)
+            if ns and pod and not dns1123_label_problems(ns) and not dns1123_subdomain_problems(pod):
                 by_ns.setdefault(ns, []).append((pod, dict(s.labels)))
         self._memo = (result, by_ns)
         return by_ns
