@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -156,7 +157,10 @@ async def run(st: Settings) -> None:
         authn.attach_ssl_context(ctx)
         config = uvicorn.Config(built.app, host=st.bind_address, port=st.secure_port, ssl_certfile=str(cert),
                                 ssl_keyfile=str(key), ssl_context_factory=lambda _cfg, _default: ctx,
-                                http=tls_protocol_class(), log_config=None, access_log=False, lifespan="off",
+                                http=tls_protocol_class(st.read_header_timeout, st.max_header_bytes),
+                                h11_max_incomplete_event_size=st.max_header_bytes,
+                                timeout_keep_alive=max(1, math.ceil(st.idle_timeout)),
+                                log_config=None, access_log=False, lifespan="off",
                                 timeout_graceful_shutdown=5, server_header=False,
                                 proxy_headers=False)  # X-Forwarded-* from the aggregator must not rewrite the peer
         server = uvicorn.Server(config)

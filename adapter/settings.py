@@ -59,6 +59,9 @@ class Settings:
     tls_private_key_file: Path | None = None
     cert_dir: Path = Path("apiserver.local.config/certificates")
     request_timeout: float = 30.0
+    read_header_timeout: float = 32.0  # k8s.io/apiserver secure_serving.go ReadHeaderTimeout
+    idle_timeout: float = 90.0  # IdleTimeout
+    max_header_bytes: int = 1 << 20  # MaxHeaderBytes
     # caching and freshness
     cache_ttl: float = 15.0
     cache_max_entries: int = 10000
@@ -115,6 +118,10 @@ def build_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     a("--tls-private-key-file", help="serving key (PEM)")
     a("--cert-dir", help="where a self-signed serving certificate is kept when none is given")
     a("--request-timeout", help="answer 503 when a request cannot be answered by then (default 30s)")
+    a("--read-header-timeout", help="close a connection whose request line and headers have not arrived by then "
+      "(default 32s, as kube-apiserver)")
+    a("--idle-timeout", help="close a keep-alive connection idle this long (default 90s; whole seconds)")
+    a("--max-header-bytes", type=int, help="answer 431 to a request header block larger than this (default 1048576)")
     a("--cache-ttl", help="query result cache TTL (default 15s; 0 disables caching)")
     a("--cache-max-entries", type=int, help="query cache size bound (default 10000)")
     a("--max-value-age", help="never serve a value older than this (default 5m)")
@@ -216,6 +223,8 @@ def from_args(ns: argparse.Namespace, env: Mapping[str, str] | None = None) -> S
                        ("metrics_relist_interval", "--metrics-relist-interval"),
                        ("metrics_max_age", "--metrics-max-age"),
                        ("request_timeout", "--request-timeout"),
+                       ("read_header_timeout", "--read-header-timeout"),
+                       ("idle_timeout", "--idle-timeout"),
                        ("cache_ttl", "--cache-ttl"),
                        ("max_value_age", "--max-value-age"),
                        ("authentication_token_webhook_cache_ttl", "--authentication-token-webhook-cache-ttl"),
@@ -226,6 +235,7 @@ def from_args(ns: argparse.Namespace, env: Mapping[str, str] | None = None) -> S
     integer("secure_port", "--secure-port", 1)
     integer("prometheus_max_concurrency", "--prometheus-max-concurrency", 1)
     integer("cache_max_entries", "--cache-max-entries", 1)
+    integer("max_header_bytes", "--max-header-bytes", 4096)
     for name in ("requestheader_allowed_names", "requestheader_username_headers", "requestheader_group_headers",
                  "requestheader_extra_headers_prefix", "authorization_always_allow_paths"):
         csv(name)
@@ -248,6 +258,9 @@ def _validate(st: Settings) -> None:
                           f"({st.metrics_max_age:g}s < {st.metrics_relist_interval:g}s)")
     if st.request_timeout <= 0:
         raise ConfigError("--request-timeout: must be positive")
+    for value, flag in ((st.read_header_timeout, "--read-header-timeout"), (st.idle_timeout, "--idle-timeout")):
+        if value <= 0:
+            raise ConfigError(f"{flag}: must be positive")
     if bool(st.tls_cert_file) != bool(st.tls_private_key_file):
         raise ConfigError("--tls-cert-file and --tls-private-key-file must be given together")
     if bool(st.prometheus_client_tls_cert_file) != bool(st.prometheus_client_tls_key_file):

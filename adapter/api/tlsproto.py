@@ -7,7 +7,8 @@ Released uvicorn does not put the client certificate in the ASGI scope. ``TLSH11
 strings, leaf first, as the client sent them), ``client_cert_name``, ``client_cert_error``,
 ``server_cert``, ``tls_version`` (e.g. ``0x0304``) and ``cipher_suite`` (IANA id).
 
-Use: ``uvicorn.Config(app, http=tls_protocol_class(), ssl_context_factory=lambda cfg, default:
+Use: ``uvicorn.Config(app, http=tls_protocol_class(read_header_timeout, max_header_bytes),
+timeout_keep_alive=idle_timeout, ssl_context_factory=lambda cfg, default:
 build_server_ssl_context(cert, key, [requestheader_ca_pem, client_ca_pem]))``.
 
 Requesting a client certificate without verifying it (Go's ``tls.RequestClientCert``)
@@ -28,6 +29,15 @@ checks every request against the CA for its purpose, as Go's ``Certificate.Verif
 read through it agree with the context's ``options`` and ``verify_mode``. Where that cannot be done
 (not CPython, OpenSSL symbols not reachable), the context falls back to verifying at the TLS layer
 against the loaded CAs, with a warning: still secure, but a foreign certificate fails the handshake.
+
+The same classes bound what a connection may hold before it has sent a request, as k8s.io/apiserver
+does (``secure_serving.go``: ReadHeaderTimeout 32 s, MaxHeaderBytes 1 MiB; IdleTimeout 90 s is
+uvicorn's ``timeout_keep_alive``): from the connection's start, and from the first byte of each
+later request, the request line and headers must arrive within ``read_header_timeout`` or the
+connection is closed; a header block over ``max_header_bytes`` is answered 431 (a Status) and the
+connection closed; a request the HTTP parser rejects is answered 400 as a Status too (uvicorn writes
+plain text). Released uvicorn only times out idle keep-alive connections (after a response),
+and its httptools protocol has no header size limit at all.
 """
 
 from __future__ import annotations
@@ -44,6 +54,9 @@ from typing import Any
 
 from cryptography import x509
 from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from adapter.api.status import status_body
+from adapter.errors import AdapterError, BadRequest
 
 log = logging.getLogger(__name__)
 
@@ -186,18 +199,108 @@ class _TLSMixin:
             self.app = _WithTLS(self.app, tls)
 
 
-class TLSH11Protocol(_TLSMixin, H11Protocol):
-    """uvicorn's h11 protocol plus the ASGI TLS extension."""
+READ_HEADER_TIMEOUT = 32.0  # k8s.io/apiserver secure_serving.go
+MAX_HEADER_BYTES = 1 << 20
 
 
-def tls_protocol_class() -> type[asyncio.Protocol]:
-    """httptools-based when httptools is installed (what uvicorn's ``auto`` picks), else h11."""
+class HeaderTooLarge(AdapterError):
+    code = 431
+    reason = ""  # Go answers this before any request exists: no StatusReason for it
+
+
+def _closing_response(status_line: bytes, err: AdapterError) -> bytes:
+    body = status_body(err)
+    return (b"HTTP/1.1 " + status_line + b"\r\nContent-Type: application/json\r\nConnection: close\r\n"
+            b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+
+
+_431_RESPONSE = _closing_response(b"431 Request Header Fields Too Large",
+                                  HeaderTooLarge("request header fields too large"))
+_400_RESPONSE = _closing_response(b"400 Bad Request", BadRequest("invalid HTTP request"))
+
+
+class _HeaderLimitsMixin:
+    """Header-read timeout, header size limit and Status answers for uvicorn's protocols (h11 and httptools).
+
+    "Waiting for headers" means no request cycle or the last one answered; the timer runs from the
+    connection's start and from the first byte of each later request until a request's headers are
+    complete (uvicorn then starts a new cycle)."""
+
+    read_header_timeout: float = READ_HEADER_TIMEOUT
+    max_header_bytes: int = MAX_HEADER_BYTES
+    cycle: Any
+    transport: asyncio.Transport
+    loop: asyncio.AbstractEventLoop
+    _header_timer: asyncio.TimerHandle | None = None
+    _header_bytes: int = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)  # type: ignore[misc]
+        self._arm_header_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_header_timer()
+        super().connection_lost(exc)  # type: ignore[misc]
+
+    def data_received(self, data: bytes) -> None:
+        before = self.cycle
+        waiting = before is None or before.response_complete
+        if waiting:
+            self._header_bytes += len(data)
+            if self._header_bytes > self.max_header_bytes:
+                self._cancel_header_timer()
+                if not self.transport.is_closing():
+                    self.transport.write(_431_RESPONSE)
+                    self.transport.close()
+                return
+        super().data_received(data)  # type: ignore[misc]
+        if self.cycle is not before:  # a request's headers are complete
+            self._header_bytes = 0
+            self._cancel_header_timer()
+        elif waiting:
+            self._arm_header_timer()
+
+    def send_400_response(self, msg: str) -> None:
+        """A request the HTTP parser rejects: a 400 Status (uvicorn writes plain text), then close."""
+        self._cancel_header_timer()
+        if not self.transport.is_closing():
+            self.transport.write(_400_RESPONSE)
+            self.transport.close()
+
+    def _arm_header_timer(self) -> None:
+        if self._header_timer is None and self.read_header_timeout > 0:
+            self._header_timer = self.loop.call_later(self.read_header_timeout, self._header_timeout)
+
+    def _cancel_header_timer(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _header_timeout(self) -> None:
+        self._header_timer = None
+        if (self.cycle is None or self.cycle.response_complete) and not self.transport.is_closing():
+            self.transport.close()  # as Go's server does: no answer to a request that never arrived
+
+
+class TLSH11Protocol(_HeaderLimitsMixin, _TLSMixin, H11Protocol):
+    """uvicorn's h11 protocol plus the ASGI TLS extension and the header limits."""
+
+
+def tls_protocol_class(read_header_timeout: float = READ_HEADER_TIMEOUT,
+                       max_header_bytes: int = MAX_HEADER_BYTES) -> type[asyncio.Protocol]:
+    """httptools-based when httptools is installed (what uvicorn's ``auto`` picks), else h11; with
+    these header limits (give uvicorn ``h11_max_incomplete_event_size=max_header_bytes`` too)."""
+    base: type[Any]
     try:
         from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol  # noqa: PLC0415
     except ImportError:
-        return TLSH11Protocol
+        base = TLSH11Protocol
+    else:
+        class TLSHttpToolsProtocol(_HeaderLimitsMixin, _TLSMixin, HttpToolsProtocol):
+            """uvicorn's httptools protocol plus the ASGI TLS extension and the header limits."""
 
-    class TLSHttpToolsProtocol(_TLSMixin, HttpToolsProtocol):
-        """uvicorn's httptools protocol plus the ASGI TLS extension."""
+        base = TLSHttpToolsProtocol
+    attrs = {"read_header_timeout": read_header_timeout, "max_header_bytes": max_header_bytes}
+    cls: type[asyncio.Protocol] = type(base.__name__, (base,), attrs)
+    return cls
 
-    return TLSHttpToolsProtocol

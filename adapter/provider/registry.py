@@ -14,9 +14,11 @@ from typing import TypeVar
 from adapter.model import CustomMetricInfo, ExternalMetricInfo, GroupResource
 from adapter.naming.query import MetricNamer, RuleError
 from adapter.naming.resources import CLUSTER_LEVEL
+from adapter.naming.validation import metric_name_problems
 
 log = logging.getLogger(__name__)
 K = TypeVar("K")
+_warned: set[str] = set()  # metric names already reported as unservable (once per process)
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,12 @@ def _named(namer: MetricNamer, series_list: list[Mapping[str, str]]
         name = labels.get("__name__", "")
         if name and namer.accepts(name):
             metric = namer.metric_name(name)
+            if metric and metric_name_problems(metric):
+                if metric not in _warned and len(_warned) < 1000:
+                    _warned.add(metric)
+                    log.warning("metric name cannot be requested through the API; not listed",
+                                extra={"rule": namer.where, "metric": metric, "series": name})
+                continue
             if metric:
                 yield name, metric, labels, n
 

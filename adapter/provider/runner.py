@@ -3,17 +3,26 @@
 A value query goes out with its age query attached (``adapter.naming.shape.QueryPlan``); the answer
 is split here into the values and the per-object times of the newest raw samples, and cached as one
 result, so every cache hit still knows how old its data is.
+
+Every query is parsed (Prometheus's grammar) before it is sent: one that does not parse is a bug in
+a rule or in the adapter, never sent, logged at error level naming the rule, and answered 500 (plans
+are parsed when they are built, ``adapter.provider.plans``; plain queries here).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 from collections.abc import Awaitable, Callable
 
 from adapter.cache import QueryCache
+from adapter.errors import InternalError
 from adapter.model import QueryResult, Sample
+from adapter.naming.promql import PromQLError, parse
 from adapter.naming.shape import AGE_LABEL, QueryPlan
+
+log = logging.getLogger(__name__)
 
 QueryFn = Callable[[str], Awaitable[QueryResult]]
 
@@ -60,9 +69,10 @@ class QueryRunner:
     def caching(self) -> bool:
         return self.ttl > 0
 
-    async def run(self, promql: str, ttl: float | None = None) -> QueryResult:
+    async def run(self, promql: str, ttl: float | None = None, where: str = "") -> QueryResult:
+        """The result of ``promql`` (``where``: the rule that built it, for the log)."""
         key = sys.intern(promql) if len(promql) < 512 else promql
-        return await self.cache.get_or_load(key, lambda: self._query(promql), ttl)
+        return await self.cache.get_or_load(key, lambda: self._checked(promql, where), ttl)
 
     async def run_plan(self, plan: QueryPlan, ttl: float | None = None) -> QueryResult:
         """The value query of ``plan`` with the data's age (``QueryResult.ages``)."""
@@ -78,3 +88,13 @@ class QueryRunner:
         assert plan.age is not None
         value, age = await asyncio.gather(self._query(plan.value), self._query(plan.age))
         return QueryResult(value.samples, value.evaluated_at, age.samples)
+
+    async def _checked(self, promql: str, where: str) -> QueryResult:
+        try:
+            parse(promql)
+        except PromQLError as e:
+            log.error("built a query that does not parse; not sent", extra={
+                "rule": where or "(adapter)", "promql": promql, "error": str(e)})
+            raise InternalError("Internal error occurred: unable to fetch metrics",
+                                details={"causes": [{"message": "unable to fetch metrics"}]}) from e
+        return await self._query(promql)

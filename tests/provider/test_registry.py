@@ -103,3 +103,13 @@ rules:
     index = build_index([(n, series) for n in namers], [])
     entry = index.lookup(GroupResource("", "pods"), True, "nvidia_gpu_utilization_percent")
     assert entry is not None and entry.namer.sourced.source == str(cfg)
+
+
+def test_metric_names_the_api_cannot_serve_are_not_listed() -> None:
+    """A name outside the API's metric-name set (``adapter.naming.validation``) could never be requested:
+    discovery does not list it, so the documents list exactly what can be requested."""
+    rules = RULES.replace('as: "${1}_x"', 'as: "${1} x"')
+    namer = MetricNamer.compile(SourcedRule(parse_rules_text(rules, "r.yaml").rules[0], "r.yaml", "rules", 0),
+                                StaticResourceMapper())
+    index = build_index([(namer, [{"__name__": "gpu_util", "namespace": "", "pod": ""}])], [])
+    assert index.custom == {}

@@ -83,10 +83,7 @@ def adapter(tmp: Path, prometheus_url: str, *args: str, ready: bool = True) -> I
     # relist every second, but look back 15 s: on a loaded machine a 1 s scrape can land late, and a
     # 1 s look-back would drop a series from discovery for that relist
     relist = [] if "--metrics-relist-interval" in args else ["--metrics-relist-interval", "1s"]
-    if not relist or "--metrics-max-age" in args:
-        look_back = []
-    else:
-        look_back = ["--metrics-max-age", "15s"]
+    look_back = [] if not relist or "--metrics-max-age" in args else ["--metrics-max-age", "15s"]
     cmd = python_module("adapter", "serve", "--prometheus-url", prometheus_url, "--secure-port", str(port),
                         "--bind-address", "127.0.0.1", "--cert-dir", str(tmp / "certs"),
                         "--authorization-mode", "AlwaysAllow", *relist, *look_back, *args)

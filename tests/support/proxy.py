@@ -2,7 +2,8 @@
 
 Counts requests per path, so tests can assert how many queries reached Prometheus, and can hold
 requests to ``stall_paths`` (``/api/v1/query`` unless set) for ``stall`` seconds to play a hung
-Prometheus; ``in_flight`` counts the requests being held or forwarded, per path.
+Prometheus; ``in_flight`` counts the requests being held or forwarded, per path; ``answers`` records
+each query with Prometheus's answer.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ class Proxy:
     url: str
     counts: Counter[str] = field(default_factory=Counter)
     queries: list[str] = field(default_factory=list)
+    answers: list[tuple[str, int, bytes]] = field(default_factory=list)  # (query, status, body) per query
     stall: float = 0.0
     stall_paths: frozenset[str] = frozenset({"/api/v1/query"})
     in_flight: Counter[str] = field(default_factory=Counter)
@@ -35,6 +37,7 @@ class Proxy:
         with self.lock:
             self.counts.clear()
             self.queries.clear()
+            self.answers.clear()
             self.methods.clear()
             self.auth.clear()
             self.headers.clear()
@@ -64,6 +67,9 @@ def counting_proxy(upstream: str) -> Iterator[Proxy]:
                 while path in proxy.stall_paths and time.monotonic() - held < proxy.stall:
                     time.sleep(0.05)  # setting stall to 0 releases every held request
                 status, data = self._upstream(body)
+                if path == "/api/v1/query":
+                    with proxy.lock:
+                        proxy.answers.append((self.path + ((" " + body.decode()) if body else ""), status, data))
             finally:
                 with proxy.lock:
                     proxy.in_flight[path] -= 1
