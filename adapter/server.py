@@ -21,6 +21,7 @@ from adapter.api.tlsproto import build_server_ssl_context, tls_protocol_class
 from adapter.app import create_app
 from adapter.backends.cluster import cluster_configured
 from adapter.backends.prometheus import PrometheusBackend, PrometheusConfig
+from adapter.backends.sigv4 import SigV4
 from adapter.cache import LastKnownStore
 from adapter.errors import ConfigError
 from adapter.memory import tls_read_buffer, trim, tune_malloc
@@ -63,6 +64,12 @@ def compile_rules(rules: LoadedRules, mapper: ResourceMapper) -> tuple[list[Metr
     return custom, external
 
 
+def sigv4_config(st: Settings) -> SigV4 | None:
+    if st.prometheus_auth != "sigv4":
+        return None
+    return SigV4(st.prometheus_sigv4_region, st.prometheus_sigv4_role_arn, st.prometheus_sigv4_external_id)
+
+
 def build(st: Settings, *, registry: CollectorRegistry | None = None,
           mapper: ResourceMapper | None = None, resolver: ObjectResolver | None = None,
           wrap: Callable[[ASGIApp], ASGIApp] | None = None) -> Built:
@@ -81,6 +88,7 @@ def build(st: Settings, *, registry: CollectorRegistry | None = None,
         token_file=st.prometheus_token_file, ca_file=st.prometheus_ca_file,
         client_cert=st.prometheus_client_tls_cert_file, client_key=st.prometheus_client_tls_key_file,
         timeout=min(st.prometheus_timeout, st.request_timeout), max_concurrency=st.prometheus_max_concurrency,
+        sigv4=sigv4_config(st),
     ), on_call=on_call)
     runner = QueryRunner(backend.query, ttl=st.cache_ttl, max_entries=st.cache_max_entries,
                          on_event=metrics.cache_observer("query"))

@@ -5,6 +5,7 @@
 * Every call has an explicit timeout and at most one retry (connect errors and 502/503/504), so the
   whole budget fits inside ``--request-timeout`` and the aggregator's deadline.
 * The bearer token file is re-read when its mtime or size changes; the token is never logged.
+* With ``sigv4`` every request is signed (``sigv4.py``: AWS credential chain, refreshed credentials).
 * Queries go by POST (form body) when ``--prometheus-verb POST`` or when the GET URL would exceed
   8 KiB; prometheus-api-client's own POST puts the query in the URL, so that path uses its session.
 """
@@ -31,6 +32,7 @@ from prometheus_api_client.exceptions import PrometheusApiClientException
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
+from adapter.backends.sigv4 import SigV4, sigv4_auth
 from adapter.errors import AdapterError, InternalError, Unavailable
 from adapter.model import QueryResult, Sample
 
@@ -50,6 +52,7 @@ class PrometheusConfig:
     client_key: Path | None = None
     timeout: float = 10.0
     max_concurrency: int = 8
+    sigv4: SigV4 | None = None  # sign every request (Amazon Managed Prometheus)
 
 
 class _Token:
@@ -86,6 +89,7 @@ class PrometheusBackend:
         session.verify = str(cfg.ca_file) if cfg.ca_file else True
         if cfg.client_cert and cfg.client_key:
             session.cert = (str(cfg.client_cert), str(cfg.client_key))
+        session.auth = sigv4_auth(cfg.sigv4) if cfg.sigv4 else None
         self._url = cfg.url.rstrip("/")
         self._pc = PrometheusConnect(url=self._url, headers=dict(cfg.headers), session=session,
                                      timeout=cfg.timeout, method="GET")
