@@ -133,11 +133,12 @@ class SigV4Proxy:
     """What the verifying proxy saw: ``accepted`` (key id, "METHOD path") and ``refused`` (reason, ...)."""
 
     url: str
+    region: str = ""  # the workspace's region; a test may change it to play a wrong --prometheus-sigv4-region
     accepted: list[tuple[str, str]] = field(default_factory=list)
     refused: list[tuple[str, str]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def keys(self) -> list[str]:
+    def key_ids(self) -> list[str]:
         """Accepted access key ids in first-seen order."""
         with self.lock:
             return list(dict.fromkeys(k for k, _ in self.accepted))
@@ -151,7 +152,7 @@ class SigV4Proxy:
 def sigv4_proxy(upstream: str, secrets: Secrets, *, region: str, service: str = "aps",
                 prefix: str = "/workspaces/ws-test") -> Iterator[SigV4Proxy]:
     """A workspace-like URL (``http://127.0.0.1:PORT/workspaces/ws-test``) that verifies, then forwards."""
-    proxy = SigV4Proxy(url="")
+    proxy = SigV4Proxy(url="", region=region)
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -160,7 +161,7 @@ def sigv4_proxy(upstream: str, secrets: Secrets, *, region: str, service: str = 
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
             path = self.path.split("?")[0]
-            verdict = verify(self.command, self.path, self.headers, body, region=region, service=service,
+            verdict = verify(self.command, self.path, self.headers, body, region=proxy.region, service=service,
                              secrets=secrets)
             with proxy.lock:
                 if verdict.ok:
