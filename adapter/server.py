@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import uvicorn
 from prometheus_client import CollectorRegistry
@@ -21,7 +22,6 @@ from adapter.api.tlsproto import build_server_ssl_context, tls_protocol_class
 from adapter.app import create_app
 from adapter.backends.cluster import cluster_configured
 from adapter.backends.prometheus import PrometheusBackend, PrometheusConfig
-from adapter.backends.sigv4 import SigV4
 from adapter.cache import LastKnownStore
 from adapter.errors import ConfigError
 from adapter.memory import tls_read_buffer, trim, tune_malloc
@@ -39,6 +39,9 @@ from adapter.provider.values import Freshness, Policy
 from adapter.rules import LoadedRules, load_rules
 from adapter.settings import Settings
 from adapter.tlsreload import CertReloader
+
+if TYPE_CHECKING:
+    from adapter.backends.sigv4 import SigV4
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +70,7 @@ def compile_rules(rules: LoadedRules, mapper: ResourceMapper) -> tuple[list[Metr
 def sigv4_config(st: Settings) -> SigV4 | None:
     if st.prometheus_auth != "sigv4":
         return None
+    from adapter.backends.sigv4 import SigV4  # noqa: PLC0415 - botocore (~18 MB) only when signing
     return SigV4(st.prometheus_sigv4_region, st.prometheus_sigv4_role_arn, st.prometheus_sigv4_external_id)
 
 

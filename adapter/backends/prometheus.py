@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import requests
 from prometheus_api_client import PrometheusConnect
@@ -32,9 +32,11 @@ from prometheus_api_client.exceptions import PrometheusApiClientException
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from adapter.backends.sigv4 import SigV4, sigv4_auth
 from adapter.errors import AdapterError, InternalError, Unavailable
 from adapter.model import QueryResult, Sample
+
+if TYPE_CHECKING:
+    from adapter.backends.sigv4 import SigV4
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -89,7 +91,9 @@ class PrometheusBackend:
         session.verify = str(cfg.ca_file) if cfg.ca_file else True
         if cfg.client_cert and cfg.client_key:
             session.cert = (str(cfg.client_cert), str(cfg.client_key))
-        session.auth = sigv4_auth(cfg.sigv4) if cfg.sigv4 else None
+        if cfg.sigv4:
+            from adapter.backends.sigv4 import sigv4_auth  # noqa: PLC0415 - botocore (~18 MB) only when signing
+            session.auth = sigv4_auth(cfg.sigv4)
         self._url = cfg.url.rstrip("/")
         self._pc = PrometheusConnect(url=self._url, headers=dict(cfg.headers), session=session,
                                      timeout=cfg.timeout, method="GET")

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
+import subprocess
+import sys
 import urllib.parse
 from email.message import Message
 from pathlib import Path
@@ -147,7 +150,6 @@ def test_refusal_logged_once_per_run(caplog: pytest.LogCaptureFixture) -> None:
 
 
 def _isolated_aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    import os
     for name in list(os.environ):
         if name.startswith("AWS_"):
             monkeypatch.delenv(name)
@@ -183,3 +185,13 @@ def test_role_arn_wraps_the_chain_in_assume_role(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "env-secret")
     creds = credentials(SigV4("us-east-1", role_arn="arn:aws:iam::123456789012:role/amp", external_id="x"))
     assert creds.method == "assume-role"  # deferred: STS is called on first use (see the moto tests)
+
+
+def test_botocore_is_loaded_only_when_signing() -> None:
+    """botocore costs ~18 MB of RSS: a process that does not sign never imports it."""
+    code = ("import sys; from adapter.backends.prometheus import PrometheusBackend, PrometheusConfig; "
+            "import adapter.cli, adapter.server; b = PrometheusBackend(PrometheusConfig(url='http://127.0.0.1:9')); "
+            "b.close(); print('botocore' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+    assert out.stdout.strip() == "False"
