@@ -26,6 +26,7 @@ from typing import Any
 import botocore.session
 from botocore.auth import SigV4Auth as _BotoSigV4
 from botocore.awsrequest import AWSRequest
+from botocore.config import Config
 from botocore.credentials import AssumeRoleCredentialFetcher, DeferredRefreshableCredentials
 from botocore.exceptions import BotoCoreError, ClientError
 from requests import PreparedRequest, Response
@@ -37,6 +38,9 @@ log = logging.getLogger(__name__)
 SERVICE = "aps"
 SESSION_NAME = "accel-metrics-adapter"
 _COPIED = ("Authorization", "X-Amz-Date", "X-Amz-Security-Token")
+# STS calls of the chain and of AssumeRole: bounded, so a hung STS holds a Prometheus thread for seconds, not
+# botocore's default minutes (refreshes start 15 min before expiry; only a long outage reaches a request)
+STS_CLIENT = Config(connect_timeout=3, read_timeout=5, retries={"mode": "standard", "max_attempts": 2})
 
 
 @dataclass(frozen=True)
@@ -78,9 +82,9 @@ class SigV4Auth(AuthBase):
                 log.error("AWS credentials could not be obtained or refreshed: Prometheus requests are not "
                           "sent until they are", extra={"error": type(e).__name__})
             raise Unavailable("AWS credentials for Prometheus are unavailable") from e
-        if self._cred_failing:
-            with self._lock:
-                self._cred_failing = False
+        with self._lock:
+            recovered, self._cred_failing = self._cred_failing, False
+        if recovered:
             log.info("AWS credentials for Prometheus available again")
         return frozen
 
@@ -130,6 +134,7 @@ def credentials(cfg: SigV4) -> Any:
     for name in ("botocore", "boto3"):
         logging.getLogger(name).setLevel(logging.WARNING)  # DEBUG would print STS responses (secrets)
     session = botocore.session.Session()
+    session.set_default_client_config(STS_CLIENT)
     if session.get_config_variable("region") is None:
         session.set_config_variable("region", cfg.region)  # STS calls of the chain go to the regional endpoint
     try:
