@@ -25,6 +25,7 @@ import pytest
 from tests.integration.conftest import RULES, SERIES
 from tests.support.adapter import Adapter, adapter
 from tests.support.moto_sts import MotoSts, start_moto_sts
+from tests.support.procs import python_module, running
 from tests.support.prometheus import Prometheus
 from tests.support.sigv4verify import SigV4Proxy, sigv4_proxy
 from tests.support.stack import exporter_and_prometheus, get_ok
@@ -187,6 +188,7 @@ class ContainerEndpoint:
     url: str
     token_file: Path
     tokens_seen: list[str] = field(default_factory=list)
+    failing: bool = False  # answer 500, as an agent that is restarting
     issued: dict[str, tuple[str, str]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -206,7 +208,9 @@ def container_endpoint(tmp: Path, lifetime: float = 903) -> Iterator[ContainerEn
             auth = self.headers.get("Authorization", "")
             with ep.lock:
                 ep.tokens_seen.append(auth)
-                if auth != token_file.read_text() or self.path != "/v1/credentials":
+                if ep.failing:
+                    body, status = b'{"message":"agent restarting"}', 500
+                elif auth != token_file.read_text() or self.path != "/v1/credentials":
                     body, status = b'{"message":"bad token"}', 401
                 else:
                     n = len(ep.issued) + 1
@@ -252,3 +256,34 @@ def test_pod_identity_container_credentials_rotate_without_restart(tmp_path: Pat
         assert set(ep.tokens_seen) <= {"pod-identity-token-1", "pod-identity-token-2"}
         assert proxy.refused == []
         _no_secret_in_log(ad, *(s for pair in ep.issued.values() for s in pair), "pod-identity-token-2")
+
+
+def test_credentials_outage_answers_503_then_recovers(tmp_path: Path, prom: Prometheus) -> None:
+    # 590 s credentials are inside botocore's mandatory window: every request needs a fresh fetch
+    with container_endpoint(tmp_path, lifetime=590) as ep, sigv4_proxy(prom.url, ep.secrets, region=REGION) as proxy, \
+            adapter(tmp_path, proxy.url, *SIGV4, "--prometheus-sigv4-region", REGION, "--log-format", "json", env={
+                "AWS_CONTAINER_CREDENTIALS_FULL_URI": ep.url,
+                "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE": str(ep.token_file)}) as ad:
+        get_ok(ad, P1)
+        ep.failing = True
+        status, doc, _ = ad.get(P1)
+        assert status == 503 and doc["reason"] == "ServiceUnavailable", doc
+        assert doc["message"] == "AWS credentials for Prometheus are unavailable"
+        ep.failing = False
+        get_ok(ad, P1)
+        assert proxy.refused == []  # nothing was sent unsigned or with expired keys
+        msgs = [json.loads(line)["msg"] for line in ad.log_text().splitlines() if line.startswith("{")]
+        assert sum("could not be obtained or refreshed" in m for m in msgs) == 1
+        assert "AWS credentials for Prometheus available again" in msgs
+        _no_secret_in_log(ad, *(s for pair in ep.issued.values() for s in pair))
+
+
+def test_no_credentials_fails_at_start_up(tmp_path: Path) -> None:
+    log = tmp_path / "adapter.log"
+    cmd = python_module("adapter", "serve", "--config", str(RULES), "--prometheus-url",
+                        "http://127.0.0.1:9/workspaces/ws-test", "--prometheus-auth", "sigv4",
+                        "--prometheus-sigv4-region", REGION, "--authorization-mode", "AlwaysAllow",
+                        "--bind-address", "127.0.0.1", "--cert-dir", str(tmp_path / "certs"))
+    with running(cmd, log) as proc:
+        assert proc.wait(60) == 2
+    assert "--prometheus-auth sigv4: no AWS credentials found" in log.read_text()
