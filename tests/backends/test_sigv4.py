@@ -15,6 +15,8 @@ import pytest
 import requests
 from botocore.credentials import Credentials, RefreshableCredentials
 from botocore.exceptions import CredentialRetrievalError
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from adapter.backends.sigv4 import SigV4, SigV4Auth, canonical_query_url, credentials
 from adapter.errors import ConfigError, Unavailable
@@ -195,3 +197,19 @@ def test_botocore_is_loaded_only_when_signing() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
     assert out.stdout.strip() == "False"
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(query=st.text(st.characters(blacklist_categories=("Cs",)), max_size=80),
+       extra=st.text(st.characters(blacklist_categories=("Cs",)), max_size=20),
+       post=st.booleans())
+def test_any_query_text_is_signed_as_the_independent_verifier_expects(query: str, extra: str, post: bool) -> None:
+    """Whatever the PromQL (spaces, '+', '~', '=', '&', '%', unicode, control characters), GET or POST."""
+    params = {"query": query, "match[]": extra}
+    if post:
+        prepared, msg = _signed("POST", URL + "/api/v1/query", data=params)
+    else:
+        prepared, msg = _signed("GET", URL + "/api/v1/query", params=params)
+        sent = urllib.parse.parse_qs(urllib.parse.urlsplit(prepared.url).query, keep_blank_values=True)
+        assert sent == {k: [v] for k, v in params.items()}  # re-encoding never changes what Prometheus reads
+    assert _check(prepared, msg) == Verdict(True, "ok", KEY)
