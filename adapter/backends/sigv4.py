@@ -131,8 +131,9 @@ def _sts_client_creator(session: Any, region: str) -> Any:
 
 def credentials(cfg: SigV4) -> Any:
     """The process's AWS credentials (standard chain), wrapped in AssumeRole when a role ARN is given."""
+    quiet = max(logging.WARNING, logging.getLogger().getEffectiveLevel())
     for name in ("botocore", "boto3"):
-        logging.getLogger(name).setLevel(logging.WARNING)  # DEBUG would print STS responses (secrets)
+        logging.getLogger(name).setLevel(quiet)  # botocore's DEBUG prints STS responses (secrets)
     session = botocore.session.Session()
     session.set_default_client_config(STS_CLIENT)
     if session.get_config_variable("region") is None:
