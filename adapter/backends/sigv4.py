@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import urllib.parse
 from dataclasses import dataclass
@@ -38,6 +39,8 @@ log = logging.getLogger(__name__)
 SERVICE = "aps"
 SESSION_NAME = "accel-metrics-adapter"
 _COPIED = ("Authorization", "X-Amz-Date", "X-Amz-Security-Token")
+# AWS's signature errors echo the canonical request, session token included: never let it reach a log
+_TOKEN_LINE = re.compile(rb"(x-amz-security-token:)(?:(?!\\n|\n|['\"]).)+", re.IGNORECASE)
 # STS calls of the chain and of AssumeRole: bounded, so a hung STS holds a Prometheus thread for seconds, not
 # botocore's default minutes (refreshes start 15 min before expiry; only a long outage reaches a request)
 STS_CLIENT = Config(connect_timeout=3, read_timeout=5, retries={"mode": "standard", "max_attempts": 2})
@@ -108,7 +111,11 @@ class SigV4Auth(AuthBase):
         return r
 
     def _on_response(self, resp: Response, *_args: Any, **_kwargs: Any) -> Response:
-        """Log a refusal (401/403) once per run of refusals, with AWS's error type, never the body."""
+        """Redact the session token from an error body; log a refusal (401/403) once per run of refusals,
+        with AWS's error type, never the body."""
+        if resp.status_code >= 400 and resp.content:
+            token = resp.request.headers.get("X-Amz-Security-Token") if resp.request is not None else None
+            resp._content = redact(resp.content, token)
         refused = resp.status_code in (401, 403)
         with self._lock:
             changed, self._refused = refused != self._refused, refused
@@ -121,6 +128,14 @@ class SigV4Auth(AuthBase):
         elif changed:
             log.info("Prometheus accepts the signed requests again")
         return resp
+
+
+def redact(body: bytes, token: str | None) -> bytes:
+    """``body`` without the session token (also JSON-escaped) and without any x-amz-security-token value."""
+    if token:
+        for form in {token, token.replace("/", "\\/")}:
+            body = body.replace(form.encode(), b"<redacted>")
+    return _TOKEN_LINE.sub(rb"\1<redacted>", body)
 
 
 def _sts_client_creator(session: Any, region: str) -> Any:

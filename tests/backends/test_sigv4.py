@@ -18,7 +18,7 @@ from botocore.exceptions import CredentialRetrievalError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from adapter.backends.sigv4 import SigV4, SigV4Auth, canonical_query_url, credentials
+from adapter.backends.sigv4 import SigV4, SigV4Auth, canonical_query_url, credentials, redact
 from adapter.errors import ConfigError, Unavailable
 from tests.support.sigv4verify import Verdict, signature, verify
 
@@ -213,3 +213,25 @@ def test_any_query_text_is_signed_as_the_independent_verifier_expects(query: str
         sent = urllib.parse.parse_qs(urllib.parse.urlsplit(prepared.url).query, keep_blank_values=True)
         assert sent == {k: [v] for k, v in params.items()}  # re-encoding never changes what Prometheus reads
     assert _check(prepared, msg) == Verdict(True, "ok", KEY)
+
+
+@pytest.mark.parametrize(("body", "token"), [
+    (b"x-amz-security-token:FQoG+ab/cd==\nhost;x-amz-security-token", "FQoG+ab/cd=="),
+    (b'{"message":"...x-amz-security-token:FQoG+ab\\/cd==\\nhost"}', "FQoG+ab/cd=="),
+    (b'{"message":"...\\nX-Amz-Security-Token:SOMEOTHERTOKEN\\n\\nhost;x-amz-date"}', None),
+    (b"token FQoG+ab/cd== echoed elsewhere", "FQoG+ab/cd=="),
+], ids=["plain", "json-escaped-slash", "other-token-in-canonical-string", "anywhere"])
+def test_error_bodies_lose_the_session_token(body: bytes, token: str | None) -> None:
+    out = redact(body, token)
+    assert b"FQoG" not in out and b"SOMEOTHERTOKEN" not in out and b"<redacted>" in out
+
+
+def test_refused_response_body_is_redacted_before_anyone_reads_it() -> None:
+    prepared, _ = _signed("GET", URL + "/api/v1/series", params={"match[]": "up"})
+    resp = requests.Response()
+    resp.status_code = 403
+    resp.request = prepared
+    resp._content = f"The Canonical String ... x-amz-security-token:{TOKEN}\n...".encode()
+    for hook in prepared.hooks["response"]:
+        resp = hook(resp)
+    assert TOKEN.encode() not in resp.content and b"x-amz-security-token:<redacted>" in resp.content

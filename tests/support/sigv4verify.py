@@ -17,6 +17,7 @@ import contextlib
 import datetime as dt
 import hashlib
 import hmac
+import json
 import re
 import threading
 import urllib.error
@@ -62,13 +63,18 @@ def signing_key(secret: str, date: str, region: str, service: str) -> bytes:
     return _hmac(_hmac(_hmac(_hmac(("AWS4" + secret).encode(), date), region), service), "aws4_request")
 
 
+def canonical_request(method: str, target: str, headers: dict[str, str], signed: list[str], body: bytes) -> str:
+    """``headers`` maps lower-case names to values (repeated headers joined with ',')."""
+    path, _, query = target.partition("?")
+    canon_headers = "".join(f"{h}:{' '.join(headers[h].split())}\n" for h in signed)
+    return "\n".join([method, canonical_uri(path), canonical_query(query), canon_headers, ";".join(signed),
+                      hashlib.sha256(body).hexdigest()])
+
+
 def signature(secret: str, method: str, target: str, headers: dict[str, str], signed: list[str], body: bytes,
               amz_date: str, region: str, service: str) -> str:
     """Hex signature of a request; ``headers`` maps lower-case names to values (joined with ',')."""
-    path, _, query = target.partition("?")
-    canon_headers = "".join(f"{h}:{' '.join(headers[h].split())}\n" for h in signed)
-    creq = "\n".join([method, canonical_uri(path), canonical_query(query), canon_headers, ";".join(signed),
-                      hashlib.sha256(body).hexdigest()])
+    creq = canonical_request(method, target, headers, signed, body)
     scope = f"{amz_date[:8]}/{region}/{service}/aws4_request"
     sts = "\n".join([ALGORITHM, amz_date, scope, hashlib.sha256(creq.encode()).hexdigest()])
     return hmac.new(signing_key(secret, amz_date[:8], region, service), sts.encode(), hashlib.sha256).hexdigest()
@@ -169,12 +175,22 @@ def sigv4_proxy(upstream: str, secrets: Secrets, *, region: str, service: str = 
                 else:
                     proxy.refused.append((verdict.reason, f"{self.command} {path}"))
             if not verdict.ok:
-                self._reply(403, b'{"message":"' + verdict.reason.encode() + b'"}',
+                self._reply(403, self._refusal(verdict, body),
                             {"x-amzn-ErrorType": "InvalidSignatureException:http://internal.amazon.com/"})
             elif not self.path.startswith(prefix + "/"):
                 self._reply(404, b'{"message":"no such workspace"}')
             else:
                 self._forward(self.path[len(prefix):], body)
+
+        def _refusal(self, verdict: Verdict, body: bytes) -> bytes:
+            """As AWS's signature errors do, the body echoes the canonical request: signed header values
+            included, the session token among them. A client must never log such a body verbatim."""
+            m = _AUTH.match(self.headers.get("Authorization", "").strip())
+            signed = m.group(5).split(";") if m else ["host", "x-amz-date", "x-amz-security-token"]
+            values = {h: ",".join(self.headers.get_all(h) or [""]) for h in signed}
+            creq = canonical_request(self.command, self.path, values, signed, body)
+            return json.dumps({"message": f"{verdict.reason}. The Canonical String for this request should have "
+                                          f"been\n'{creq}'\n"}).encode()
 
         def _forward(self, target: str, body: bytes) -> None:
             req = urllib.request.Request(upstream + target, data=body or None, method=self.command)
