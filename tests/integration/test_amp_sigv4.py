@@ -291,3 +291,19 @@ def test_no_credentials_fails_at_start_up(tmp_path: Path) -> None:
     with running(cmd, log) as proc:
         assert proc.wait(60) == 2
     assert "--prometheus-auth sigv4: no AWS credentials found" in log.read_text()
+
+
+def test_check_config_probes_a_workspace_with_signed_requests(
+        tmp_path: Path, prom: Prometheus, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from adapter.cli import main
+
+    for k, v in _static_env().items():
+        monkeypatch.setenv(k, v)
+    with sigv4_proxy(prom.url, _static, region=REGION) as proxy:
+        args = ["check-config", "--config", str(RULES), "--prometheus-url", proxy.url, "--prometheus-auth", "sigv4"]
+        assert main([*args, "--prometheus-sigv4-region", REGION]) == 0
+        assert proxy.refused == [] and proxy.key_ids() == [STATIC[0]]
+        assert main([*args, "--prometheus-sigv4-region", "eu-west-1"]) == 1
+    out = capsys.readouterr().out
+    assert "rules[0]: error: Internal error occurred: unable to fetch metrics (HTTP Status Code 403" in out
+    assert STATIC[2][:12] not in out
