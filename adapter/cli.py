@@ -89,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
                  "--prometheus-client-tls-cert-file", "--prometheus-client-tls-key-file"):
         check.add_argument(flag, help="as for serve; used with --prometheus-url")
     check.add_argument("--prometheus-header", action="append", help="as for serve (repeatable)")
+    check.add_argument("--prometheus-auth", choices=["none", "sigv4"], help="as for serve; used with --prometheus-url")
+    for flag in ("--prometheus-sigv4-region", "--prometheus-sigv4-role-arn", "--prometheus-sigv4-external-id"):
+        check.add_argument(flag, help="as for serve; used with --prometheus-url")
     check.set_defaults(func=_check_config)
     presets = sub.add_parser("presets", help="list the built-in presets and the metrics they define")
     presets.add_argument("-o", "--output", choices=["table", "json"], default="table")

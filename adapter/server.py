@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import uvicorn
 from prometheus_client import CollectorRegistry
@@ -41,6 +42,9 @@ from adapter.rules import LoadedRules, load_rules
 from adapter.settings import Settings
 from adapter.tlsreload import CertReloader
 
+if TYPE_CHECKING:
+    from adapter.backends.sigv4 import SigV4
+
 log = logging.getLogger(__name__)
 
 
@@ -65,6 +69,13 @@ def compile_rules(rules: LoadedRules, mapper: ResourceMapper) -> tuple[list[Metr
     return custom, external
 
 
+def sigv4_config(st: Settings) -> SigV4 | None:
+    if st.prometheus_auth != "sigv4":
+        return None
+    from adapter.backends.sigv4 import SigV4  # noqa: PLC0415 - botocore (~18 MB) only when signing
+    return SigV4(st.prometheus_sigv4_region, st.prometheus_sigv4_role_arn, st.prometheus_sigv4_external_id)
+
+
 def prometheus_backend(st: Settings, on_call: Callable[[str, str, float], None] | None = None,
                        on_reachable: Callable[[bool], None] | None = None) -> PrometheusBackend:
     return PrometheusBackend(PrometheusConfig(
@@ -72,6 +83,7 @@ def prometheus_backend(st: Settings, on_call: Callable[[str, str, float], None] 
         token_file=st.prometheus_token_file, ca_file=st.prometheus_ca_file,
         client_cert=st.prometheus_client_tls_cert_file, client_key=st.prometheus_client_tls_key_file,
         timeout=min(st.prometheus_timeout, st.request_timeout), max_concurrency=st.prometheus_max_concurrency,
+        sigv4=sigv4_config(st),
     ), on_call=on_call, on_reachable=on_reachable)
 
 

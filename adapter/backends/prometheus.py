@@ -9,6 +9,7 @@
 * Every call has an explicit timeout and at most one retry (connect errors and 502/503/504), so the
   whole budget fits inside ``--request-timeout`` and the aggregator's deadline.
 * The bearer token file is re-read when its mtime or size changes; the token is never logged.
+* With ``sigv4`` every request is signed (``sigv4.py``: AWS credential chain, refreshed credentials).
 * Queries go by POST (form body) when ``--prometheus-verb POST`` or when the GET URL would exceed
   8 KiB; prometheus-api-client's own POST puts the query in the URL, so that path uses its session.
 """
@@ -27,7 +28,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import requests
 from prometheus_api_client import PrometheusConnect
@@ -37,6 +38,9 @@ from requests.adapters import HTTPAdapter
 from adapter.backends.reachability import QuietRetry, Reachability, install_retry_filter, short_reason
 from adapter.errors import AdapterError, InternalError, Unavailable
 from adapter.model import QueryResult, Sample
+
+if TYPE_CHECKING:
+    from adapter.backends.sigv4 import SigV4
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -55,6 +59,7 @@ class PrometheusConfig:
     client_key: Path | None = None
     timeout: float = 10.0
     max_concurrency: int = 8
+    sigv4: SigV4 | None = None  # sign every request (Amazon Managed Prometheus)
 
 
 class _Token:
@@ -103,6 +108,9 @@ class PrometheusBackend:
         session.verify = str(cfg.ca_file) if cfg.ca_file else True
         if cfg.client_cert and cfg.client_key:
             session.cert = (str(cfg.client_cert), str(cfg.client_key))
+        if cfg.sigv4:
+            from adapter.backends.sigv4 import sigv4_auth  # noqa: PLC0415 - botocore (~18 MB) only when signing
+            session.auth = sigv4_auth(cfg.sigv4)
         self._url = cfg.url.rstrip("/")
         self._pc = PrometheusConnect(url=self._url, headers=dict(cfg.headers), session=session,
                                      timeout=cfg.timeout, method="GET")

@@ -75,7 +75,8 @@ class Adapter:
 
 
 @contextlib.contextmanager
-def adapter(tmp: Path, prometheus_url: str, *args: str, ready: bool = True) -> Iterator[Adapter]:
+def adapter(tmp: Path, prometheus_url: str, *args: str, ready: bool = True,
+            env: dict[str, str] | None = None) -> Iterator[Adapter]:
     """The adapter serving; with ``ready`` also after its first complete series discovery (readiness
     itself never waits for Prometheus)."""
     port = free_port()
@@ -87,7 +88,7 @@ def adapter(tmp: Path, prometheus_url: str, *args: str, ready: bool = True) -> I
     cmd = python_module("adapter", "serve", "--prometheus-url", prometheus_url, "--secure-port", str(port),
                         "--bind-address", "127.0.0.1", "--cert-dir", str(tmp / "certs"),
                         "--authorization-mode", "AlwaysAllow", *relist, *look_back, *args)
-    with running(cmd, log) as proc:
+    with running(cmd, log, env=env) as proc:
         url = f"https://127.0.0.1:{port}"
         try:
             wait_http(f"{url}/readyz" if ready else f"{url}/livez", timeout=60, proc=proc)
