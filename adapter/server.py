@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry
 from starlette.types import ASGIApp
 
 from adapter import certs
+from adapter.api.explain import explain_routes
 from adapter.api.routes import Handlers
 from adapter.api.security import SecurityMiddleware, build_security
 from adapter.api.tlsproto import build_server_ssl_context, tls_protocol_class
@@ -30,6 +31,7 @@ from adapter.observability import Metrics
 from adapter.ports import ObjectResolver, ResourceMapper
 from adapter.provider.custom import CustomMetricsProvider, policies
 from adapter.provider.discovery import Relister
+from adapter.provider.explainer import Explainer
 from adapter.provider.external import ExternalMetricsProvider
 from adapter.provider.objects import KsmObjectResolver
 from adapter.provider.registry import SeriesIndex
@@ -52,6 +54,7 @@ class Built:
     rules: LoadedRules
     custom: CustomMetricsProvider
     external: ExternalMetricsProvider | None
+    explainer: Explainer | None = None
 
 
 def compile_rules(rules: LoadedRules, mapper: ResourceMapper) -> tuple[list[MetricNamer], list[MetricNamer]]:
@@ -103,8 +106,12 @@ def build(st: Settings, *, registry: CollectorRegistry | None = None,
     def readiness() -> tuple[bool, str]:
         return relister.ready, relister.last_error or "no successful series discovery yet"
 
-    app = create_app(handlers, readiness, metrics, external_enabled=external is not None, wrap=wrap)
-    return Built(app, relister, backend, runner, metrics, rules, custom, external)
+    explainer = Explainer(custom, external, runner, relister, backend.series)
+    explain = explain_routes(explainer, st.request_timeout, custom.list_metrics,
+                             external.list_metrics if external is not None else list)
+    app = create_app(handlers, readiness, metrics, external_enabled=external is not None, wrap=wrap,
+                     extra_routes=explain)
+    return Built(app, relister, backend, runner, metrics, rules, custom, external, explainer)
 
 
 def serving_cert(st: Settings) -> tuple[Path, Path]:

@@ -68,13 +68,13 @@ def _settings(args: argparse.Namespace) -> settings.Settings:
 
 async def _explain(args: argparse.Namespace) -> dict[str, object]:
     from adapter import server  # noqa: PLC0415 - the serving stack only for this subcommand
-    from adapter.provider.explainer import Explainer  # noqa: PLC0415
 
     pods = [p for p in args.pods.split(",") if p]
     built = server.build(_settings(args), resolver=StaticPods(pods) if pods else None)
     try:
         await built.relister.update_now()
-        explainer = Explainer(built.custom, built.external, built.runner, built.relister, built.backend.series)
+        explainer = built.explainer
+        assert explainer is not None
         selector = parse_selector(args.selector)
         if args.external:
             ex = await explainer.external(args.namespace, args.metric, selector)
