@@ -62,20 +62,17 @@ class Explanation:
     @property
     def summary(self) -> str:
         objs = list(self.trace.objects.values())
-        if self.error is not None:
-            head = f"not served: {self.error.message}"
-            return head + (f" ({self.diagnosis[0]})" if self.diagnosis else "")
         served = sum(1 for o in objs if o.served)
-        if self.api.startswith("external"):
-            return f"served {served} of {len(objs)} series"
-        missing = [o for o in objs if not o.served]
-        text = f"served {served} of {len(objs)} objects"
-        if missing:
-            reasons: dict[str, int] = {}
-            for o in missing:
-                reasons[o.reason] = reasons.get(o.reason, 0) + 1
-            text += "; without a value: " + ", ".join(f"{n} {r or 'unknown'}" for r, n in sorted(reasons.items()))
-        return text
+        missing: dict[str, int] = {}
+        for o in objs:
+            if not o.served:
+                missing[o.reason or "unknown"] = missing.get(o.reason or "unknown", 0) + 1
+        why = ", ".join(f"{n} {r}" for r, n in sorted(missing.items()))
+        unit = "series" if self.api.startswith("external") else "objects"
+        if self.error is not None:
+            text = self.error.message + (f" ({len(objs)} {unit}, none served: {why})" if objs else "")
+            return text + (f" ({self.diagnosis[0]})" if self.diagnosis else "")
+        return f"served {served} of {len(objs)} {unit}" + (f"; without a value: {why}" if why else "")
 
     def to_dict(self) -> dict[str, object]:
         t = self.trace

@@ -136,7 +136,7 @@ def test_every_pod_stale_is_not_served(capsys: pytest.CaptureFixture[str], prom:
     rc, doc, _ = explain(capsys, prom, "-n", "llm", "--metric", "vllm_requests_waiting", "--pods", "vllm-2")
     assert rc == 1
     assert doc["objects"][0]["reason"] == "stale"
-    assert "not served" in doc["summary"]
+    assert doc["served"] is False and doc["summary"].endswith("(1 objects, none served: 1 stale)")
 
 
 def test_external_metric_per_series(capsys: pytest.CaptureFixture[str], prom: tuple[Prometheus, Path]) -> None:
@@ -147,7 +147,7 @@ def test_external_metric_per_series(capsys: pytest.CaptureFixture[str], prom: tu
     assert objs["model=llama"]["served"] and objs["model=llama"]["value"] == 7
     assert objs["model=llama"]["samples"][0]["labels"]["model"] == "llama"
     assert objs["model=mistral"]["reason"] == "non_finite"
-    assert doc["summary"] == "served 1 of 2 series"
+    assert doc["summary"] == "served 1 of 2 series; without a value: 1 non_finite"
 
 
 def test_unreachable_prometheus_exits_non_zero(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
