@@ -29,7 +29,7 @@ from adapter.api.routes import parse_custom_path
 from adapter.errors import BadRequest, Unavailable
 from adapter.model import CustomMetricInfo, ExternalMetricInfo, Selector
 from adapter.naming.selectors import parse_selector
-from adapter.provider.explainer import GROUP, VERSION, Explanation
+from adapter.provider.explanation import GROUP, VERSION, Explanation
 
 EXTERNAL_RESOURCE = "externalmetrics"
 

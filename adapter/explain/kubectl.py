@@ -17,6 +17,7 @@ from urllib.parse import parse_qsl
 
 from adapter.errors import AdapterError, ConfigError, NotFound
 from adapter.explain import autoscaler, render
+from adapter.explain.requests import metric_request
 
 EXPLAIN_APISERVICE = "v1alpha1.explain.accel-metrics.io"
 
@@ -85,7 +86,7 @@ def explain_hpa(cluster: Cluster, namespace: str, name: str, now: float) -> dict
                 notes.append(f"{d['kind']}: {e.message}")
     explained: list[autoscaler.Explained] = []
     for m in obj["spec"].get("metrics") or ():
-        _, _, explain_path = autoscaler.metric_request(namespace, m, selector, resource_of)
+        _, _, explain_path = metric_request(namespace, m, selector, resource_of)
         if not explain_path:
             explained.append(None)
             continue

@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from adapter.explain.autoscaler import analyse, metric_request, selector_string
+from adapter.explain.autoscaler import analyse
+from adapter.explain.requests import metric_request, selector_string
 
 
 def explanation(values: dict[str, float | None], reasons: dict[str, str] | None = None) -> dict[str, Any]:
@@ -90,3 +91,15 @@ def test_selector_string_is_labels_selector_string() -> None:
 ])
 def test_object_metric_paths(spec: dict[str, Any], want: str) -> None:
     assert metric_request("ns", spec, "", {"v1/Service": "services"})[0] == want
+
+
+def test_stabilized_status_is_named_in_the_difference() -> None:
+    obj = hpa_obj([PODS])
+    obj["status"] = {"desiredReplicas": 3, "conditions": [
+        {"type": "AbleToScale", "status": "True", "reason": "ScaleDownStabilized",
+         "message": "recent recommendations were higher than current one, applying the highest recent recommendation"}]}
+    r = analyse(obj, SCALE, [pod("a"), pod("b"), pod("c")], [explanation({"a": 1, "b": 1, "c": 1})], 0.0)
+    assert r["decision"]["desiredReplicas"] == 1
+    assert r["decision"]["differences"] == ["the HPA's status.desiredReplicas is 3, this calculation gives 1 "
+                                            "(the controller holds a recent recommendation: ScaleDownStabilized)"]
+    assert any("scale-down stabilization" in s for s in r["decision"]["steps"])
