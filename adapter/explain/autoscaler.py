@@ -55,14 +55,14 @@ def _missing_note(ex: Doc, pods: Sequence[Pod]) -> str:
         if p.deleted or p.phase in ("Failed", "Pending") or (o is not None and o.get("served")):
             continue
         n += 1
-        reason = str((o or {}).get("reason") or "no_series")
+        reason = str((o or {}).get("reason") or ("unknown" if ex.get("fromMetricsApi") else "no_series"))
         why[reason] = why.get(reason, 0) + 1
     if not n:
         return ""
     limit = ex.get("ageLimitSeconds")
     words = {"stale": f"no samples newer than {limit:g}s" if isinstance(limit, int | float) else "stale",
              "no_series": "no series", "non_finite": "NaN/Inf", "no_sample_time": "no raw sample",
-             "out_of_range": "out of range"}
+             "out_of_range": "out of range", "unknown": "not served (no trace says why)"}
     detail = ", ".join(f"{c} {words.get(r, r)}" for r, c in sorted(why.items()))
     return f"{n} of {len(pods)} pods have no value ({detail})"
 

@@ -18,6 +18,7 @@ from urllib.parse import parse_qsl
 from adapter.errors import AdapterError, ConfigError, NotFound
 from adapter.explain import autoscaler, render
 from adapter.explain.requests import metric_request
+from adapter.hpa import parse_quantity
 
 EXPLAIN_APISERVICE = "v1alpha1.explain.accel-metrics.io"
 
@@ -59,6 +60,24 @@ def _explain_error(e: AdapterError) -> str:
     return e.message
 
 
+def _from_metrics_api(cluster: Cluster, api_path: str, why: str) -> dict[str, Any] | None:
+    """Without an explanation, the values the HPA reads (the metrics API itself, if the user may read
+    it): the calculation can still be replayed, only the trace is missing."""
+    try:
+        doc = cluster.get(api_path)
+    except AdapterError:
+        return None
+    objs = []
+    for i, item in enumerate(doc.get("items") or ()):
+        if "describedObject" in item:
+            name = str(item["describedObject"].get("name", i))
+        else:
+            name = ",".join(f"{k}={v}" for k, v in sorted((item.get("metricLabels") or {}).items())) or "{}"
+        objs.append({"name": name, "served": True, "value": parse_quantity(str(item["value"]))})
+    return {"kind": "Explanation", "served": bool(objs), "objects": objs, "fromMetricsApi": True,
+            "summary": f"values read from the metrics API ({len(objs)} items); no trace: {why}"}
+
+
 def explain_hpa(cluster: Cluster, namespace: str, name: str, now: float) -> dict[str, Any]:
     obj = cluster.get(f"/apis/autoscaling/v2/namespaces/{namespace}/horizontalpodautoscalers/{name}")
     ref = obj["spec"]["scaleTargetRef"]
@@ -86,14 +105,15 @@ def explain_hpa(cluster: Cluster, namespace: str, name: str, now: float) -> dict
                 notes.append(f"{d['kind']}: {e.message}")
     explained: list[autoscaler.Explained] = []
     for m in obj["spec"].get("metrics") or ():
-        _, _, explain_path = metric_request(namespace, m, selector, resource_of)
+        api_path, _, explain_path = metric_request(namespace, m, selector, resource_of)
         if not explain_path:
             explained.append(None)
             continue
         try:
             explained.append(cluster.get(explain_path))
         except AdapterError as e:
-            explained.append(_explain_error(e))
+            why = _explain_error(e)
+            explained.append(_from_metrics_api(cluster, api_path, why) or why)
     report = autoscaler.analyse(obj, scale, pods, explained, now, resource_of)
     report["notes"] = notes
     return report

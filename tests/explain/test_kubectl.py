@@ -68,12 +68,14 @@ def sar_rule(spec: dict[str, Any]) -> tuple[bool, bool, str]:
     ra = spec.get("resourceAttributes") or {}
     if spec["user"] == "dev" and ra.get("group") == "explain.accel-metrics.io" and ra.get("verb") == "get":
         return True, False, "RBAC: allowed by ClusterRoleBinding dev-explain"
+    if spec["user"] == "viewer" and ra.get("group") in ("custom.metrics.k8s.io", "external.metrics.k8s.io"):
+        return True, False, "RBAC: allowed by ClusterRoleBinding viewer-metrics"
     return False, False, ""
 
 
 class Env:
-    def __init__(self, fk: FakeKube, dev: Path, intruder: Path) -> None:
-        self.fk, self.dev, self.intruder = fk, dev, intruder
+    def __init__(self, fk: FakeKube, dev: Path, intruder: Path, viewer: Path) -> None:
+        self.fk, self.dev, self.intruder, self.viewer = fk, dev, intruder, viewer
 
     def plugin(self, capsys: pytest.CaptureFixture[str], *args: str, kubeconfig: Path | None = None
                ) -> tuple[int, str]:
@@ -92,11 +94,12 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
         prom.wait_for("queue_depth")
         fk.state.sar_rule = sar_rule
         fk.set_auth_configmap(pki.auth_configmap_data())
-        for token, user in (("dev-token", "dev"), ("intruder-token", "intruder")):
+        for token, user in (("dev-token", "dev"), ("intruder-token", "intruder"), ("viewer-token", "viewer")):
             fk.state.tokens.add(token)
             fk.state.users[token] = {"username": user, "groups": ["devs"]}
         dev = fk.write_kubeconfig(tmp / "dev.yaml", "dev-token")
         intruder = fk.write_kubeconfig(tmp / "intruder.yaml", "intruder-token")
+        viewer = fk.write_kubeconfig(tmp / "viewer.yaml", "viewer-token")
         for app, n in (("vllm", 4), ("embed", 2)):
             fk.store.put("apps", "deployments", {
                 "metadata": {"name": app, "namespace": NS},
@@ -151,8 +154,9 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
                 raise RuntimeError(f"{e}\n{log.read_text()[-3000:]}") from e
             ctx = ssl.create_default_context(cafile=str(pki.cert("serving-ca")))
             ctx.load_cert_chain(pki.cert("front-proxy-client"), pki.key("front-proxy-client"))
-            fk.state.aggregated["explain.accel-metrics.io"] = (url, ctx)
-            yield Env(fk, dev, intruder)
+            for group in ("explain.accel-metrics.io", "custom.metrics.k8s.io", "external.metrics.k8s.io"):
+                fk.state.aggregated[group] = (url, ctx)
+            yield Env(fk, dev, intruder, viewer)
 
 
 def test_verdict_first_then_each_metric(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
@@ -218,6 +222,16 @@ def test_explanations_follow_the_users_rbac(env: Env, capsys: pytest.CaptureFixt
             "resource": "pods", "subresource": "vllm_requests_waiting", "name": "*"} in attrs
     assert {"namespace": NS, "verb": "get", "group": "explain.accel-metrics.io", "version": "v1alpha1",
             "resource": "externalmetrics", "name": "queue_depth"} in attrs
+
+
+def test_without_explain_rights_the_values_come_from_the_metrics_api(env: Env,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """A user who may read the metrics (as the HPA does) but not explanations still gets the replay."""
+    rc, out = env.plugin(capsys, "hpa/vllm", kubeconfig=env.viewer)
+    assert rc == 0
+    assert out.splitlines()[0] == ("would scale 4 → 5: vllm_requests_waiting average 11.5 > target 5; 2 of 4 pods "
+                                   "have no value (2 not served (no trace says why))")
+    assert "values read from the metrics API (2 items); no trace: forbidden:" in out
 
 
 def test_unknown_hpa_and_bad_target(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
