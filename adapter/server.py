@@ -27,10 +27,11 @@ from adapter.errors import ConfigError
 from adapter.memory import tls_read_buffer, trim, tune_malloc
 from adapter.naming.query import MetricNamer, RuleError
 from adapter.naming.resources import StaticResourceMapper
+from adapter.naming.validate import validate
 from adapter.observability import Metrics
 from adapter.ports import ObjectResolver, ResourceMapper
 from adapter.provider.custom import CustomMetricsProvider, policies
-from adapter.provider.discovery import Relister
+from adapter.provider.discovery import Relister, RuleStatus
 from adapter.provider.explainer import Explainer
 from adapter.provider.external import ExternalMetricsProvider
 from adapter.provider.objects import KsmObjectResolver
@@ -59,11 +60,21 @@ class Built:
 
 def compile_rules(rules: LoadedRules, mapper: ResourceMapper) -> tuple[list[MetricNamer], list[MetricNamer]]:
     try:
-        custom = [MetricNamer.compile(r, mapper) for r in rules.rules]
-        external = [MetricNamer.compile(r, mapper) for r in rules.external_rules]
+        custom = [validate(MetricNamer.compile(r, mapper)) for r in rules.rules]
+        external = [validate(MetricNamer.compile(r, mapper)) for r in rules.external_rules]
     except RuleError as e:
         raise ConfigError(str(e)) from e
     return custom, external
+
+
+def prometheus_backend(st: Settings, on_call: Callable[[str, str, float], None] | None = None,
+                       on_reachable: Callable[[bool], None] | None = None) -> PrometheusBackend:
+    return PrometheusBackend(PrometheusConfig(
+        url=st.prometheus_url, verb=st.prometheus_verb, headers=st.prometheus_headers,
+        token_file=st.prometheus_token_file, ca_file=st.prometheus_ca_file,
+        client_cert=st.prometheus_client_tls_cert_file, client_key=st.prometheus_client_tls_key_file,
+        timeout=min(st.prometheus_timeout, st.request_timeout), max_concurrency=st.prometheus_max_concurrency,
+    ), on_call=on_call, on_reachable=on_reachable)
 
 
 def build(st: Settings, *, registry: CollectorRegistry | None = None,
@@ -79,18 +90,21 @@ def build(st: Settings, *, registry: CollectorRegistry | None = None,
     def on_call(endpoint: str, outcome: str, seconds: float) -> None:
         metrics.observe_query(endpoint, seconds, None if outcome == "success" else outcome)
 
-    backend = PrometheusBackend(PrometheusConfig(
-        url=st.prometheus_url, verb=st.prometheus_verb, headers=st.prometheus_headers,
-        token_file=st.prometheus_token_file, ca_file=st.prometheus_ca_file,
-        client_cert=st.prometheus_client_tls_cert_file, client_key=st.prometheus_client_tls_key_file,
-        timeout=min(st.prometheus_timeout, st.request_timeout), max_concurrency=st.prometheus_max_concurrency,
-    ), on_call=on_call)
+    backend = prometheus_backend(st, on_call=on_call, on_reachable=metrics.set_prometheus_up)
     runner = QueryRunner(backend.query, ttl=st.cache_ttl, max_entries=st.cache_max_entries,
                          on_event=metrics.cache_observer("query"))
 
-    def on_relist(seconds: float, index: SeriesIndex) -> None:
+    def rule_id(namer: MetricNamer) -> tuple[str, str]:
+        return namer.sourced.source, f"{namer.sourced.list_name}[{namer.sourced.index}]"
+
+    metrics.rules_known(rule_id(n) for n in (*custom_namers, *external_namers))
+
+    def on_relist(seconds: float, index: SeriesIndex, statuses: RuleStatus) -> None:
         metrics.observe_relist(seconds, series=index.series_count,
-                               metrics={"custom": len(index.custom), "external": len(index.external)})
+                               metrics={"custom": len(index.custom), "external": len(index.external)},
+                               complete=not any(err for _, err in statuses))
+        for namer, err in statuses:
+            metrics.observe_rule_discovery(*rule_id(namer), ok=not err)
         trim()  # the relist's transient allocations (and any burst's) go back to the system
 
     relister = Relister(custom_namers, external_namers, backend.series, st.metrics_relist_interval,
@@ -104,7 +118,10 @@ def build(st: Settings, *, registry: CollectorRegistry | None = None,
     handlers = Handlers(custom, external, st.request_timeout)
 
     def readiness() -> tuple[bool, str]:
-        return relister.ready, relister.last_error or "no successful series discovery yet"
+        # "can serve the API", as k8s.io/apiserver means it: never Prometheus or discovery, which an
+        # unready aggregated server would turn into a 503 for its whole API group; their state goes to
+        # /metrics, the log, and the answers (a metric whose discovery never succeeded answers 503)
+        return True, ""
 
     explainer = Explainer(custom, external, runner, relister, backend.series)
     explain = explain_routes(explainer, st.request_timeout, custom.list_metrics,

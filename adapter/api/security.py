@@ -6,7 +6,7 @@ Wiring (composition root)::
     authn, authz = build_security(settings, kube.auth if kube else None)
     ca_pems = await authn.trust_bundle()                  # flags and/or the ConfigMap; raises on failure
     ctx = build_server_ssl_context(cert_file, key_file, ca_pems)     # adapter.api.tlsproto
-    authn.attach_ssl_context(ctx)                         # CAs learned later are trusted too
+    authn.attach_ssl_context(ctx)                         # certificates requested once CAs are known
     app = SecurityMiddleware(fastapi_app, authn, authz)
     uvicorn.Config(app, http=tls_protocol_class(), ssl_context_factory=lambda cfg, default: ctx, ...)
 

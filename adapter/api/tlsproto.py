@@ -10,42 +10,107 @@ strings, leaf first, as the client sent them), ``client_cert_name``, ``client_ce
 Use: ``uvicorn.Config(app, http=tls_protocol_class(), ssl_context_factory=lambda cfg, default:
 build_server_ssl_context(cert, key, [requestheader_ca_pem, client_ca_pem]))``.
 
-The server context requests but does not require a certificate (``CERT_OPTIONAL``) and trusts
-the union of the request-header CA and the client CA, so OpenSSL only lets through chains that
-verify against one of them; the authenticator then re-verifies the chain against the right CA for
-each purpose (``verify_client_chain``): signature, validity period and ExtendedKeyUsage clientAuth.
+Requesting a client certificate without verifying it (Go's ``tls.RequestClientCert``)
+------------------------------------------------------------------------------------
+k8s.io/apiserver asks for a client certificate but leaves its verification to the authenticators,
+so a certificate from an unknown CA makes a request 401 (or it is authenticated by its bearer
+token), never a failed handshake. Python's ``ssl`` cannot do that by itself: ``CERT_NONE`` sends no
+CertificateRequest, and ``CERT_OPTIONAL`` makes OpenSSL verify any certificate sent against the
+loaded CAs and abort the handshake when it does not verify; there is no verify-callback API, and
+pyOpenSSL does not plug into asyncio's TLS transport. So ``request_client_certificates`` sets
+``CERT_OPTIONAL`` and installs, with ``ctypes``, OpenSSL's documented
+``SSL_CTX_set_cert_verify_callback`` on the context's ``SSL_CTX`` with a callback that accepts
+the chain: OpenSSL still requires the client to prove possession of the certificate's key
+(CertificateVerify); only chain validation moves to Python, where ``adapter.api.x509verify``
+checks every request against the CA for its purpose, as Go's ``Certificate.Verify``. The
+``SSL_CTX`` pointer is the first field after the object header of CPython's ``_ssl._SSLContext``
+(``PySSLContext.ctx``); it is used only after ``SSL_CTX_get_options`` and ``SSL_CTX_get_verify_mode``
+read through it agree with the context's ``options`` and ``verify_mode``. Where that cannot be done
+(not CPython, OpenSSL symbols not reachable), the context falls back to verifying at the TLS layer
+against the loaded CAs, with a warning: still secure, but a foreign certificate fails the handshake.
 """
 
 from __future__ import annotations
 
+import _ssl
 import asyncio
-import datetime as dt
+import ctypes
+import logging
 import ssl
+import sys
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.x509.oid import ExtendedKeyUsageOID
-from cryptography.x509.verification import Criticality, ExtensionPolicy, Policy, PolicyBuilder, Store, VerificationError
 from uvicorn.protocols.http.h11_impl import H11Protocol
+
+log = logging.getLogger(__name__)
 
 _TLS_VERSIONS = {"TLSv1": 0x0301, "TLSv1.1": 0x0302, "TLSv1.2": 0x0303, "TLSv1.3": 0x0304}
 
 
 def build_server_ssl_context(cert_file: str, key_file: str, client_ca_pems: Sequence[bytes]) -> ssl.SSLContext:
-    """Serving context: TLS >= 1.2, ALPN http/1.1, client certs requested (not required) from the CAs given."""
+    """Serving context: TLS >= 1.2, ALPN http/1.1; client certificates requested, not verified, when
+    any client CA is given (``request_client_certificates``)."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.load_cert_chain(cert_file, key_file)
     ctx.set_alpn_protocols(["http/1.1"])
-    bundle = b"\n".join(p.strip() for p in client_ca_pems if p and p.strip())
+    ctx.verify_mode = ssl.CERT_NONE
+    pems = [p for p in client_ca_pems if p and p.strip()]
+    if pems:
+        request_client_certificates(ctx, pems)
+    return ctx
+
+
+_ACCEPT_CHAIN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p)(lambda _store, _arg: 1)
+_SSL_VERIFY_PEER = 1
+_unverified: weakref.WeakSet[ssl.SSLContext] = weakref.WeakSet()  # chain left to the authenticator
+_fallback: weakref.WeakSet[ssl.SSLContext] = weakref.WeakSet()  # OpenSSL verifies against the loaded CAs
+
+
+def _leave_chain_to_python(ctx: ssl.SSLContext) -> bool:
+    """Install the accept-the-chain callback on ``ctx`` (``ctx.verify_mode`` must be CERT_OPTIONAL)."""
+    if sys.implementation.name != "cpython":
+        return False
+    try:
+        lib = ctypes.CDLL(_ssl.__file__)
+        get_options, get_mode = lib.SSL_CTX_get_options, lib.SSL_CTX_get_verify_mode
+        set_callback = lib.SSL_CTX_set_cert_verify_callback
+    except (OSError, AttributeError):
+        return False
+    get_options.argtypes, get_options.restype = [ctypes.c_void_p], ctypes.c_uint64
+    get_mode.argtypes, get_mode.restype = [ctypes.c_void_p], ctypes.c_int
+    set_callback.argtypes, set_callback.restype = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p], None
+    ssl_ctx = ctypes.c_void_p.from_address(id(ctx) + object.__basicsize__).value
+    if not ssl_ctx or get_options(ssl_ctx) != int(ctx.options) or get_mode(ssl_ctx) != _SSL_VERIFY_PEER:
+        return False
+    set_callback(ssl_ctx, ctypes.cast(_ACCEPT_CHAIN, ctypes.c_void_p), None)
+    return True
+
+
+def request_client_certificates(ctx: ssl.SSLContext, ca_pems: Sequence[bytes]) -> None:
+    """Make ``ctx`` request a client certificate and accept any chain the client proves it owns; the
+    authenticator verifies it per purpose. Call again with CAs learned later (they matter only in the
+    fallback, where OpenSSL verifies against them)."""
+    ctx.verify_mode = ssl.CERT_OPTIONAL
+    # no session resumption: OpenSSL does not keep the client's intermediates in a session ticket,
+    # so a resumed connection would present the leaf alone (Go's server keeps the whole chain)
+    ctx.num_tickets = 0
+    ctx.options |= ssl.OP_NO_TICKET
+    if ctx in _unverified:
+        return
+    if ctx not in _fallback:
+        if _leave_chain_to_python(ctx):
+            _unverified.add(ctx)
+            return
+        _fallback.add(ctx)
+        log.warning("cannot leave client-certificate verification to the authenticator on this Python/OpenSSL: "
+                    "certificates from CAs other than the client CAs fail the TLS handshake")
+    bundle = b"\n".join(p.strip() for p in ca_pems if p and p.strip())
     if bundle:
         ctx.load_verify_locations(cadata=bundle.decode("ascii"))
-        ctx.verify_mode = ssl.CERT_OPTIONAL
-    else:
-        ctx.verify_mode = ssl.CERT_NONE
-    return ctx
 
 
 def _chain_der(obj: ssl.SSLObject) -> list[bytes]:
@@ -136,66 +201,3 @@ def tls_protocol_class() -> type[asyncio.Protocol]:
         """uvicorn's httptools protocol plus the ASGI TLS extension."""
 
     return TLSHttpToolsProtocol
-
-
-# --- per-purpose verification ----------------------------------------------------------------------
-
-
-class ChainRejected(Exception):
-    """The presented chain does not verify for this purpose (message says why)."""
-
-
-def load_pem_bundle(pem: bytes) -> list[x509.Certificate]:
-    return x509.load_pem_x509_certificates(pem) if pem.strip() else []
-
-
-def _client_auth_usage(_policy: Policy, _cert: x509.Certificate, eku: x509.ExtendedKeyUsage | None) -> None:
-    """Go's rule: a leaf without EKU may be used for anything; with EKU it must allow clientAuth."""
-    if eku is not None and ExtendedKeyUsageOID.CLIENT_AUTH not in eku \
-            and ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE not in eku:
-        raise ValueError("certificate specifies an incompatible key usage")
-
-
-# Web-PKI profile for the leaf, relaxed where Go's crypto/x509 is: client certs (kubeadm's
-# front-proxy-client) have no SAN and may lack AKI; a leaf without EKU is accepted.
-_EE_POLICY = (ExtensionPolicy.webpki_defaults_ee()
-              .may_be_present(x509.SubjectAlternativeName, Criticality.AGNOSTIC, None)
-              .may_be_present(x509.AuthorityKeyIdentifier, Criticality.AGNOSTIC, None)
-              .may_be_present(x509.ExtendedKeyUsage, Criticality.AGNOSTIC, _client_auth_usage))
-
-
-def verify_client_chain(chain_pems: Sequence[str], roots: Sequence[x509.Certificate],
-                        now: dt.datetime | None = None) -> x509.Certificate:
-    """Verify a client chain (leaf first) against ``roots`` for clientAuth; return the leaf.
-
-    Uses cryptography's RFC 5280 path builder (signatures, validity period, basic constraints,
-    key usage, ExtendedKeyUsage clientAuth). Raises ``ChainRejected``.
-    """
-    if not chain_pems:
-        raise ChainRejected("no client certificate")
-    if not roots:
-        raise ChainRejected("no trusted CA configured")
-    try:
-        certs = [x509.load_pem_x509_certificate(p.encode("ascii")) for p in chain_pems]
-    except ValueError as e:
-        raise ChainRejected(f"unparseable certificate: {e}") from e
-    builder = (PolicyBuilder().store(Store(list(roots))).time(now or dt.datetime.now(dt.UTC))
-               .extension_policies(ca_policy=ExtensionPolicy.webpki_defaults_ca(), ee_policy=_EE_POLICY))
-    try:
-        verified = builder.build_client_verifier().verify(certs[0], certs[1:])
-    except VerificationError as e:
-        raise ChainRejected(f"x509: {e}") from e
-    return verified.chain[0]
-
-
-def common_name(cert: x509.Certificate) -> str:
-    attrs = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
-    return str(attrs[0].value) if attrs else ""
-
-
-def organizations(cert: x509.Certificate) -> tuple[str, ...]:
-    return tuple(str(a.value) for a in cert.subject.get_attributes_for_oid(x509.NameOID.ORGANIZATION_NAME))
-
-
-def der_of(cert: x509.Certificate) -> bytes:
-    return cert.public_bytes(serialization.Encoding.DER)

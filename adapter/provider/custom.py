@@ -7,7 +7,7 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
-from adapter.errors import AdapterError, MetricNotFound, NotFound
+from adapter.errors import AdapterError, MetricNotFound, NotFound, Unavailable
 from adapter.model import CustomMetricInfo, CustomValue, ObjectRef, QueryResult, ResourceInfo, Sample, Selector
 from adapter.naming.query import CLUSTER, NAMES, NAMESPACE, MetricNamer
 from adapter.naming.shape import QueryPlan
@@ -55,6 +55,9 @@ class CustomMetricsProvider:
                ) -> tuple[MetricNamer, str]:
         entry = self.relister.index.lookup(info.group_resource, bool(namespace), metric)
         if entry is None:
+            why = self.relister.unavailable(metric, info.group_resource)
+            if why:
+                raise Unavailable(f"the metric {metric} for {info.group_resource} is unavailable: {why}")
             raise MetricNotFound(metric, str(info.group_resource), name, selector)
         return entry.namer, entry.series
 
@@ -62,8 +65,9 @@ class CustomMetricsProvider:
         try:
             return await self.runner.run_plan(plan, policy.cache_ttl)
         except AdapterError as e:
-            log.warning("query failed", extra={"rule": namer.where, "promql": plan.send, "error": e.message,
-                                               "code": e.code})
+            # an outage is logged once by the backend when it starts; each failed query only counts
+            log.log(logging.DEBUG if isinstance(e, Unavailable) else logging.WARNING, "query failed",
+                    extra={"rule": namer.where, "promql": plan.send, "error": e.message, "code": e.code})
             raise
 
     def _ref(self, info: ResourceInfo, namespace: str, name: str) -> ObjectRef:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from adapter.errors import AdapterError, NotFound
+from adapter.errors import AdapterError, NotFound, Unavailable
 from adapter.model import ExternalMetricInfo, ExternalValue, QueryResult, Selector
 from adapter.naming.query import MetricNamer
 from adapter.provider.discovery import Relister
@@ -33,6 +33,9 @@ class ExternalMetricsProvider:
     async def get(self, namespace: str, metric: str, selector: Selector) -> list[ExternalValue]:
         entry = self.relister.index.external.get(metric)
         if entry is None:
+            why = self.relister.unavailable(metric)
+            if why:
+                raise Unavailable(f"the metric {metric} is unavailable: {why}")
             raise NotFound(f"the server could not find the metric {metric} for namespace {namespace}")
         namer, series = entry.namer, entry.series
         policy = self.policy_for(namer)
@@ -47,8 +50,9 @@ class ExternalMetricsProvider:
         try:
             result: QueryResult | None = await self.runner.run_plan(plan, policy.cache_ttl)
         except AdapterError as e:
-            log.warning("query failed", extra={"rule": namer.where, "promql": plan.send, "error": e.message,
-                                               "code": e.code})
+            # an outage is logged once by the backend when it starts; each failed query only counts
+            log.log(logging.DEBUG if isinstance(e, Unavailable) else logging.WARNING, "query failed",
+                    extra={"rule": namer.where, "promql": plan.send, "error": e.message, "code": e.code})
             if policy.missing != "lastKnown":
                 raise
             result = None

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import ssl
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,19 @@ def sar_rule(spec: dict[str, Any]) -> tuple[bool, bool, str]:
     if spec["user"] == "viewer" and ra.get("group") in ("custom.metrics.k8s.io", "external.metrics.k8s.io"):
         return True, False, "RBAC: allowed by ClusterRoleBinding viewer-metrics"
     return False, False, ""
+
+
+def wait_for_discovery(pki: Pki, url: str) -> None:
+    """/readyz answers before the first series discovery (it means "can serve the API"): wait for it."""
+    admin = {"X-Remote-User": "admin", "X-Remote-Group": "system:masters"}
+    deadline = time.monotonic() + 30
+    with pki.client(url, "front-proxy-client") as c:
+        while time.monotonic() < deadline:
+            r = c.get("/apis/custom.metrics.k8s.io/v1beta2", headers=admin)
+            if r.status_code == 200 and any(x["name"] == "pods/vllm_requests_waiting" for x in r.json()["resources"]):
+                return
+            time.sleep(0.2)
+    raise AssertionError("the adapter did not discover vllm_requests_waiting within 30s")
 
 
 class Env:
@@ -152,6 +166,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
                 wait_http(f"{url}/readyz", timeout=60, proc=proc)
             except RuntimeError as e:
                 raise RuntimeError(f"{e}\n{log.read_text()[-3000:]}") from e
+            wait_for_discovery(pki, url)
             ctx = ssl.create_default_context(cafile=str(pki.cert("serving-ca")))
             ctx.load_cert_chain(pki.cert("front-proxy-client"), pki.key("front-proxy-client"))
             for group in ("explain.accel-metrics.io", "custom.metrics.k8s.io", "external.metrics.k8s.io"):

@@ -49,10 +49,12 @@ class Prometheus:
 
 @contextlib.contextmanager
 def prometheus(tmp: Path, targets: list[str], scrape_interval: str = "1s",
-               honor_labels: bool = True, extra_args: tuple[str, ...] = ()) -> Iterator[Prometheus]:
-    """Start Prometheus scraping ``targets`` (``host:port``) and wait until it is ready."""
+               honor_labels: bool = True, extra_args: tuple[str, ...] = (),
+               port: int | None = None) -> Iterator[Prometheus]:
+    """Start Prometheus scraping ``targets`` (``host:port``) and wait until it is ready (on ``port``, e.g.
+    one an adapter already points at, or a free one)."""
     binary = require_binary("prometheus", "apt-get install -y prometheus")
-    port = free_port()
+    port = port or free_port()
     cfg = tmp / "prometheus.yml"
     cfg.write_text(json.dumps({
         "global": {"scrape_interval": scrape_interval, "evaluation_interval": scrape_interval},
