@@ -156,3 +156,12 @@ def test_unreachable_prometheus_exits_non_zero(capsys: pytest.CaptureFixture[str
     rc = cli.main(["explain", "--config", str(rules), "--prometheus-url", "http://127.0.0.1:9", "--metric", "x"])
     assert rc == 1
     assert "accel-adapter explain:" in capsys.readouterr().err
+
+
+def test_yaml_output_is_the_same_document(capsys: pytest.CaptureFixture[str], prom: tuple[Prometheus, Path]) -> None:
+    import yaml
+
+    rc, out, _ = explain(capsys, prom, "-n", "llm", "--metric", "gpu_util", "--pods", "vllm-0", output="yaml")
+    assert rc == 0
+    doc = yaml.safe_load(out)
+    assert doc["kind"] == "Explanation" and doc["objects"][0]["value"] == 70
