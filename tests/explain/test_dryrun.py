@@ -165,3 +165,12 @@ def test_yaml_output_is_the_same_document(capsys: pytest.CaptureFixture[str], pr
     assert rc == 0
     doc = yaml.safe_load(out)
     assert doc["kind"] == "Explanation" and doc["objects"][0]["value"] == 70
+
+
+def test_one_named_object(capsys: pytest.CaptureFixture[str], prom: tuple[Prometheus, Path]) -> None:
+    rc, doc, _ = explain(capsys, prom, "-n", "llm", "--metric", "vllm_requests_waiting", "--name", "vllm-1",
+                         "--pods", "vllm-1")
+    assert rc == 0
+    assert doc["request"]["path"] == ("/apis/custom.metrics.k8s.io/v1beta2/namespaces/llm/pods/vllm-1/"
+                                      "vllm_requests_waiting")
+    assert [(o["name"], o["value"]) for o in doc["objects"]] == [("vllm-1", 11)]
