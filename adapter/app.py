@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from starlette.applications import Starlette
@@ -62,8 +62,8 @@ class AccessLog:
 
 def create_app(handlers: Handlers, readiness: Readiness, metrics: Metrics | None = None, *,
                external_enabled: bool = True,
-               wrap: Callable[[ASGIApp], ASGIApp] | None = None) -> ASGIApp:
-    routes: list[Route] = []
+               wrap: Callable[[ASGIApp], ASGIApp] | None = None, extra_routes: Sequence[Route] = ()) -> ASGIApp:
+    routes: list[Route] = list(extra_routes)  # other API groups (explain.accel-metrics.io)
 
     def add_route(path: str, endpoint: Callable[[Request], Awaitable[Response]]) -> None:
         routes.append(Route(path, endpoint, methods=["GET"]))

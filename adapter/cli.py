@@ -18,7 +18,7 @@ from adapter.errors import ConfigError
 log = logging.getLogger("adapter")
 
 # subcommands owned by their own modules: each exposes register(subparsers)
-_PLUGGABLE = ("adapter.simulator.cli", "adapter.certs_cli", "adapter.demo")
+_PLUGGABLE = ("adapter.simulator.cli", "adapter.certs_cli", "adapter.demo", "adapter.explain.dryrun")
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry
 from starlette.types import ASGIApp
 
 from adapter import certs
+from adapter.api.explain import explain_routes
 from adapter.api.routes import Handlers
 from adapter.api.security import SecurityMiddleware, build_security
 from adapter.api.tlsproto import build_server_ssl_context, tls_protocol_class
@@ -33,6 +34,7 @@ from adapter.observability import Metrics
 from adapter.ports import ObjectResolver, ResourceMapper
 from adapter.provider.custom import CustomMetricsProvider, policies
 from adapter.provider.discovery import Relister, RuleStatus
+from adapter.provider.explainer import Explainer
 from adapter.provider.external import ExternalMetricsProvider
 from adapter.provider.objects import KsmObjectResolver
 from adapter.provider.registry import SeriesIndex
@@ -58,6 +60,7 @@ class Built:
     rules: LoadedRules
     custom: CustomMetricsProvider
     external: ExternalMetricsProvider | None
+    explainer: Explainer | None = None
 
 
 def compile_rules(rules: LoadedRules, mapper: ResourceMapper) -> tuple[list[MetricNamer], list[MetricNamer]]:
@@ -133,8 +136,12 @@ def build(st: Settings, *, registry: CollectorRegistry | None = None,
         # /metrics, the log, and the answers (a metric whose discovery never succeeded answers 503)
         return True, ""
 
-    app = create_app(handlers, readiness, metrics, external_enabled=external is not None, wrap=wrap)
-    return Built(app, relister, backend, runner, metrics, rules, custom, external)
+    explainer = Explainer(custom, external, runner, relister, backend.series)
+    explain = explain_routes(explainer, st.request_timeout, custom.list_metrics,
+                             external.list_metrics if external is not None else list)
+    app = create_app(handlers, readiness, metrics, external_enabled=external is not None, wrap=wrap,
+                     extra_routes=explain)
+    return Built(app, relister, backend, runner, metrics, rules, custom, external, explainer)
 
 
 def serving_cert(st: Settings) -> tuple[Path, Path]:

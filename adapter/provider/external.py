@@ -11,6 +11,7 @@ from adapter.naming.query import MetricNamer
 from adapter.provider.discovery import Relister
 from adapter.provider.plans import Plans
 from adapter.provider.runner import QueryRunner
+from adapter.provider.trace import current as current_trace
 from adapter.provider.values import Freshness, Policy
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,11 @@ class ExternalMetricsProvider:
         rendered = namer.render_external(series, namespace, selector)
         plan = self._plans.get(namer, rendered, external=True)
         key = (metric, namespace if namer.namespaced_external else "", selector.raw)
+        trace = current_trace()
+        if trace is not None:
+            trace.rule, trace.series, trace.mode, trace.query = namer.where, series, "external", rendered.query
+            trace.label_matchers, trace.group_by = rendered.label_matchers, plan.age_group
+            trace.age_limit, trace.missing_data = self.freshness.limit(policy), policy.missing
         try:
             result: QueryResult | None = await self.runner.run_plan(plan, policy.cache_ttl)
         except AdapterError as e:
@@ -58,8 +64,11 @@ class ExternalMetricsProvider:
             times = {tuple(a.labels.get(label, "") for label in group): a.value for a in result.ages}
             for s in result.samples:
                 data_time = times.get(tuple(s.labels.get(label, "") for label in group))
-                if self.freshness.check(s.value, data_time, now, limit, f"external/{namespace}/{metric}",
-                                        plan.value):
+                ok = self.freshness.check(s.value, data_time, now, limit, f"external/{namespace}/{metric}",
+                                          plan.value)
+                if trace is not None:
+                    trace.external_value(s, data_time, ok)
+                if ok:
                     assert data_time is not None
                     items.append(ExternalValue(metric, dict(s.labels), data_time, s.value))
         if items:

@@ -21,6 +21,8 @@ from adapter.errors import InternalError
 from adapter.model import QueryResult, Sample
 from adapter.naming.promql import PromQLError, parse
 from adapter.naming.shape import AGE_LABEL, QueryPlan
+from adapter.provider.trace import QueryTrace, Trace
+from adapter.provider.trace import current as current_trace
 
 log = logging.getLogger(__name__)
 
@@ -76,10 +78,36 @@ class QueryRunner:
 
     async def run_plan(self, plan: QueryPlan, ttl: float | None = None) -> QueryResult:
         """The value query of ``plan`` with the data's age (``QueryResult.ages``)."""
+        trace = current_trace()
         if plan.combined or plan.age is None:
             key = sys.intern(plan.send) if len(plan.send) < 512 else plan.send
+            if trace is not None:
+                return await self._traced(trace, plan, key, lambda: self._load_combined(plan.send), ttl)
             return await self.cache.get_or_load(key, lambda: self._load_combined(plan.send), ttl)
-        return await self.cache.get_or_load("\x00ages\x00" + plan.value, lambda: self._load_apart(plan), ttl)
+        key = "\x00ages\x00" + plan.value
+        if trace is not None:
+            return await self._traced(trace, plan, key, lambda: self._load_apart(plan), ttl)
+        return await self.cache.get_or_load(key, lambda: self._load_apart(plan), ttl)
+
+    async def _traced(self, trace: Trace, plan: QueryPlan, key: str,
+                      loader: Callable[[], Awaitable[QueryResult]], ttl: float | None) -> QueryResult:
+        """``run_plan`` while explaining: the same cache lookup, noting where the answer came from."""
+        entry = self.cache.entry_info(key)
+        eff_ttl = self.ttl if ttl is None else ttl
+        state = "off" if eff_ttl <= 0 else "hit" if entry is not None else \
+            "coalesced" if self.cache.loading(key) else "miss"
+        q = QueryTrace(plan.send, plan.value, plan.age, state, entry[0] if entry else None,
+                       entry[1] if entry else eff_ttl)
+        if not plan.combined and plan.age is not None:
+            q.promql = plan.value + "\n" + plan.age  # sent as two queries
+        trace.sent(q)
+        result = await self.cache.get_or_load(key, loader, ttl)
+        trace.answered(result)
+        return result
+
+    async def query_uncached(self, promql: str) -> QueryResult:
+        """One query straight to the backend (explanations: the raw samples behind a value)."""
+        return await self._query(promql)
 
     async def _load_combined(self, promql: str) -> QueryResult:
         return split_ages(await self._query(promql))

@@ -12,6 +12,7 @@ import base64
 import binascii
 import contextlib
 import json
+import ssl
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
+import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -64,6 +66,8 @@ class FakeKubeState:
     users: dict[str, dict[str, Any]] = field(default_factory=dict)
     sar_rule: SarRule = field(default=lambda spec: (False, False, ""))
     fail_status: dict[str, int] = field(default_factory=dict)  # path -> HTTP status to answer instead
+    # API group -> (backend URL, TLS context with the front-proxy client cert): proxied as the aggregator does
+    aggregated: dict[str, tuple[str, ssl.SSLContext]] = field(default_factory=dict)
     requests: list[Recorded] = field(default_factory=list)
     on_request: Callable[[Recorded], None] | None = None  # called after recording, before answering
     watch_generation: int = 0
@@ -146,6 +150,9 @@ def build_app(state: FakeKubeState) -> Starlette:
             state.on_request(rec)
         if request.headers.get("authorization", "").removeprefix("Bearer ") not in state.tokens:
             return JSONResponse(status(401, "Unauthorized", "Unauthorized"), 401)
+        parts = path.split("/")
+        if request.method == "GET" and len(parts) > 2 and parts[1] == "apis" and parts[2] in state.aggregated:
+            return await _proxy(state, request, raw_path)
         if path in state.fail_status:
             code = state.fail_status[path]
             return JSONResponse(status(code, "InternalError", "injected failure"), code)
@@ -184,6 +191,11 @@ def build_app(state: FakeKubeState) -> Starlette:
         rdef = st.find(group, version, rest[0])
         if rdef is None or request.method != "GET":
             return _not_found()
+        if len(rest) == 3 and rest[2] == "scale" and st.find(group, version, f"{rdef.plural}/scale"):
+            obj = st.get(group, rdef.plural, namespace, rest[1])
+            if obj is None:
+                return JSONResponse(status(404, "NotFound", f'{rdef.plural}.{group} "{rest[1]}" not found'), 404)
+            return JSONResponse(_scale(obj))
         if len(rest) == 2:
             obj = st.get(group, rdef.plural, namespace, rest[1])
             if obj is None:
@@ -284,6 +296,32 @@ def build_app(state: FakeKubeState) -> Starlette:
             state.watch_closed()
 
     return Starlette(routes=[Route("/{path:path}", handle, methods=["GET", "POST", "PUT", "DELETE"])])
+
+
+def _scale(obj: Obj) -> dict[str, Any]:
+    """The ``autoscaling/v1`` Scale of a Deployment/StatefulSet, as the scale subresource returns it."""
+    meta = obj["metadata"]
+    labels = (obj.get("spec", {}).get("selector") or {}).get("matchLabels") or {}
+    return {"kind": "Scale", "apiVersion": "autoscaling/v1",
+            "metadata": {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+                         if k in meta},
+            "spec": {"replicas": obj.get("spec", {}).get("replicas", 1)},
+            "status": {"replicas": obj.get("status", {}).get("replicas", 0),
+                       "selector": ",".join(f"{k}={v}" for k, v in sorted(labels.items()))}}
+
+
+async def _proxy(state: FakeKubeState, request: Request, raw_path: str) -> Response:
+    """Forward to an aggregated API server as kube-aggregator does: front-proxy client certificate and
+    the caller's identity in X-Remote-User / X-Remote-Group (from the TokenReview users map)."""
+    url, ctx = state.aggregated[raw_path.split("/")[2]]
+    token = request.headers.get("authorization", "").removeprefix("Bearer ")
+    user = state.users.get(token) or {"username": "kubernetes-admin", "groups": ["system:masters"]}
+    headers = [("X-Remote-User", str(user["username"]))]
+    headers += [("X-Remote-Group", g) for g in [*user.get("groups", []), "system:authenticated"]]
+    query = request.url.query
+    async with httpx.AsyncClient(verify=ctx, timeout=30) as client:
+        r = await client.get(url + raw_path + (f"?{query}" if query else ""), headers=headers)
+    return Response(r.content, status_code=r.status_code, media_type=r.headers.get("content-type"))
 
 
 def _negotiate(accept: str, partial_kind: str) -> bool | None:

@@ -52,6 +52,8 @@ DEFAULT_RESOURCES = (
                 "subjectaccessreview", False, verbs=("create",)),
     # a second group that also has "pods": makes plain "metrics"-style names ambiguous tests possible
     ResourceDef("metrics.k8s.io", "v1beta1", "pods", "PodMetrics", "", True, verbs=("get", "list")),
+    ResourceDef("autoscaling", "v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler", "horizontalpodautoscaler",
+                True, short_names=("hpa",)),
 )
 
 
