@@ -271,7 +271,7 @@ def _check_query(promql: str, req: Req, status: int, body: bytes) -> list[str]:
     return problems
 
 
-def _check_selector(sel: Any, req: Req) -> list[str]:
+def _check_selector(sel: promql_parser.VectorSelector, req: Req) -> list[str]:
     problems: list[str] = []
     matchers = _matchers(sel)
     target = _target(req)
