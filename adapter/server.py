@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from adapter.backends.cluster import cluster_configured
 from adapter.backends.prometheus import PrometheusBackend, PrometheusConfig
 from adapter.cache import LastKnownStore
 from adapter.errors import ConfigError
-from adapter.memory import tls_read_buffer, trim, tune_malloc
+from adapter.memory import TRACEMALLOC_ENV, snapshots_on_signal, tls_read_buffer, trim, tune_malloc
 from adapter.naming.query import MetricNamer, RuleError
 from adapter.naming.resources import StaticResourceMapper
 from adapter.observability import Metrics
@@ -119,6 +120,7 @@ def serving_cert(st: Settings) -> tuple[Path, Path]:
 async def run(st: Settings) -> None:
     tune_malloc()
     tls_read_buffer()
+    snapshots_on_signal(os.environ.get(TRACEMALLOC_ENV))
     kube = None
     if cluster_configured(st.lister_kubeconfig):
         from adapter.backends.kubernetes import connect  # noqa: PLC0415 - the client is ~30 MB: only with a cluster
