@@ -122,8 +122,9 @@ def top_growth(first: Path, last: Path, limit: int = 15) -> list[str]:
     b = tracemalloc.Snapshot.load(str(last))
     lines = []
     for stat in b.compare_to(a, "traceback")[:limit]:
+        # most recent frame (the allocation) first
         frames = [f"{fr.filename.rsplit('/site-packages/', 1)[-1].removeprefix(os.getcwd() + '/')}:{fr.lineno}"
-                  for fr in stat.traceback[:4]]
+                  for fr in list(stat.traceback)[::-1][:4]]
         lines.append(f"{stat.size_diff / 1024:+9.0f} KiB {stat.count_diff:+8d} blocks  " + " <- ".join(frames))
     return lines
 
