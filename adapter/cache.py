@@ -53,7 +53,9 @@ class QueryCache(Generic[K, V]):
     concurrent identical loads); ``get_or_load(..., ttl=...)`` overrides it per call. A result
     lives from the moment its load *started* (the data is as old as the query), so a load slower
     than its TTL is delivered to its waiters but not stored. ``size_of``/``max_bytes`` bound the
-    total estimated size of stored values; a single value larger than ``max_bytes`` is not stored.
+    total estimated size of stored entries; a single entry larger than ``max_bytes`` is not stored.
+    ``entry_bytes`` is what each entry costs beyond ``size_of(value)`` (its map slot and link, the
+    entry record, its expiry-heap record); with it, a ``str`` key's own length is counted too.
     """
 
     def __init__(
@@ -66,6 +68,7 @@ class QueryCache(Generic[K, V]):
         size_of: Callable[[V], int] | None = None,
         max_bytes: int | None = None,
         refresh_ahead: float = 0.0,
+        entry_bytes: int = 0,
     ) -> None:
         if not 0.0 <= refresh_ahead < 1.0:
             raise ValueError(f"refresh_ahead must be in [0, 1), got {refresh_ahead}")
@@ -78,6 +81,9 @@ class QueryCache(Generic[K, V]):
             raise ValueError("max_bytes needs size_of")
         if max_bytes is not None and max_bytes < 1:
             raise ValueError(f"max_bytes must be >= 1, got {max_bytes}")
+        if entry_bytes < 0:
+            raise ValueError(f"entry_bytes must be >= 0, got {entry_bytes}")
+        self._entry_bytes = entry_bytes
         self._ttl = ttl
         self._max_entries = max_entries
         self._clock = clock
@@ -197,6 +203,8 @@ class QueryCache(Generic[K, V]):
         if expires_at <= now:
             return
         size = self._size_of(value) if self._size_of is not None else 0
+        if self._entry_bytes:
+            size += self._entry_bytes + (len(key) if isinstance(key, str) else 0)
         if self._max_bytes is not None and size > self._max_bytes:
             self._remove(key)
             return

@@ -313,6 +313,17 @@ def test_eviction_bound_under_random_100k_keys() -> None:
     run(main())
 
 
+def test_max_bytes_counts_each_entry_and_its_key() -> None:
+    """Tiny values under many keys: the bound holds by what the entries cost, not only the values."""
+    cache, _ = make(ttl=60.0, max_entries=100_000, size_of=lambda v: 0, max_bytes=30_000, entry_bytes=300)
+    for i in range(1000):
+        cache.put(f"query-{i:04d}", None)
+    assert len(cache) == 30_000 // (300 + len("query-0000"))
+    assert cache.total_bytes == len(cache) * (300 + len("query-0000")) <= 30_000
+    with pytest.raises(ValueError):
+        QueryCache(ttl=1, max_entries=1, entry_bytes=-1)
+
+
 def test_max_bytes_bound() -> None:
     async def main() -> None:
         cache, events = make(ttl=60.0, max_entries=1000, size_of=len, max_bytes=100)
