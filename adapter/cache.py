@@ -244,31 +244,54 @@ class QueryCache(Generic[K, V]):
         heapq.heapify(self._expiry)
 
 
+def key_bytes(key: object) -> int:
+    """Estimated bytes of a key's own strings (a ``str``, or a tuple of them), headers included."""
+    if isinstance(key, str):
+        return 50 + len(key)
+    if isinstance(key, tuple):
+        return 40 + sum(8 + key_bytes(part) for part in key)
+    return 0
+
+
 class LastKnownStore(Generic[K]):
     """Bounded LRU of ``key -> (value, sample_timestamp)`` for the ``lastKnown`` missing-data policy.
 
     Timestamps are the samples' own (Unix seconds). ``put`` never replaces a newer sample with
-    an older one. Loop-confined like ``QueryCache``.
+    an older one. Bounded by ``max_entries`` and by ``max_bytes``, each entry counted as
+    ``ENTRY_BYTES`` (map slot and link, the value tuple and its floats) plus its key's strings.
+    Loop-confined like ``QueryCache``.
     """
 
-    def __init__(self, *, max_entries: int) -> None:
+    ENTRY_BYTES = 150
+
+    def __init__(self, *, max_entries: int, max_bytes: int = 8 * 1024 * 1024) -> None:
         if max_entries < 1:
             raise ValueError(f"max_entries must be >= 1, got {max_entries}")
+        if max_bytes < 1:
+            raise ValueError(f"max_bytes must be >= 1, got {max_bytes}")
         self._max_entries = max_entries
+        self._max_bytes = max_bytes
+        self._bytes = 0
         self._items: OrderedDict[K, tuple[float, float]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._items)
+
+    @property
+    def total_bytes(self) -> int:
+        return self._bytes
 
     def put(self, key: K, value: float, ts: float) -> None:
         old = self._items.get(key)
         if old is not None and old[1] > ts:
             self._items.move_to_end(key)
             return
+        if old is None:
+            self._bytes += self.ENTRY_BYTES + key_bytes(key)
         self._items[key] = (value, ts)
         self._items.move_to_end(key)
-        while len(self._items) > self._max_entries:
-            self._items.popitem(last=False)
+        while len(self._items) > self._max_entries or (self._bytes > self._max_bytes and len(self._items) > 1):
+            self._bytes -= self.ENTRY_BYTES + key_bytes(self._items.popitem(last=False)[0])
 
     def get(self, key: K, now: float, max_age: float) -> tuple[float, float] | None:
         """``(value, ts)`` if known and ``now - ts <= max_age``, else None."""
@@ -279,7 +302,9 @@ class LastKnownStore(Generic[K]):
         return item
 
     def invalidate(self, key: K) -> None:
-        self._items.pop(key, None)
+        if self._items.pop(key, None) is not None:
+            self._bytes -= self.ENTRY_BYTES + key_bytes(key)
 
     def clear(self) -> None:
         self._items.clear()
+        self._bytes = 0
