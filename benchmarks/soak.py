@@ -66,18 +66,23 @@ def rss_mb(pid: int, key: str = "VmRSS") -> float:
     return procstat._status_kb(pid, key) / 1024
 
 
+KINDS = {"selector": 2, "name": 2, "external": 1}  # default mix, by weight
+
+
 def request_paths(hpas: list[run.Hpa], metrics: list[str], ext_namespaces: list[str], distinct: int,
-                  seed: int = 7) -> list[str]:
-    """``distinct`` request shapes: 2/5 by selector, 2/5 by name, 1/5 external; interleaved."""
-    n_ext = max(1, distinct // 5)
-    n_sel = max(1, (distinct - n_ext) // 2)
-    n_name = max(1, distinct - n_ext - n_sel)
+                  kinds: tuple[str, ...] = tuple(KINDS), seed: int = 7) -> list[str]:
+    """``distinct`` request shapes of ``kinds``, weighted as ``KINDS`` (all: 2/5 by selector, 2/5 by
+    name, 1/5 external); interleaved."""
+    weight = sum(KINDS[k] for k in kinds)
+    n = {k: (max(1, distinct * KINDS[k] // weight) if k in kinds else 0) for k in KINDS}
+    n[kinds[0]] += max(0, distinct - sum(n.values()))
+    n_sel, n_name, n_ext = n["selector"], n["name"], n["external"]
     rng = random.Random(seed)
     sel, by_name, ext = [], [], []
     for k in range(n_sel):
         h = hpas[k % len(hpas)]
         metric = metrics[(k // len(hpas)) % len(metrics)]
-        version = ("v1beta2", "v1beta1")[k % 2]
+        version = ("v1beta2", "v1beta1")[(k // (len(hpas) * len(metrics)) + k) % 2]
         sel.append(f"{CUSTOM}/{version}/namespaces/{h.namespace}/pods/%2A/{metric}"
                    f"?labelSelector={urllib.parse.quote(h.selector, safe='')}")
     pods = [(h.namespace, p) for h in hpas for p in h.pods]
@@ -89,13 +94,12 @@ def request_paths(hpas: list[run.Hpa], metrics: list[str], ext_namespaces: list[
     namespaces = ext_namespaces or sorted({h.namespace for h in hpas})
     for k in range(n_ext):
         ns = namespaces[k % len(namespaces)]
-        sel_q = "" if (k // len(namespaces)) % 2 == 0 else "?labelSelector=modelName%21%3Dnone"
+        variant = k // len(namespaces)  # more shapes than namespaces: selectors that match every model
+        sel_q = f"?labelSelector=modelName%21%3Dnone-{variant}" if variant else ""
         ext.append(f"/apis/external.metrics.k8s.io/v1beta1/namespaces/{ns}/{EXTERNAL_METRIC}{sel_q}")
     out: list[str] = []
-    for group in zip(sel, by_name, ext, strict=False):
-        out.extend(group)
-    seen = set(out)
-    out += [p for p in sel + by_name + ext if p not in seen]
+    for k in range(max(n_sel, n_name, n_ext)):
+        out += [group[k] for group in (sel, by_name, ext) if k < len(group)]
     return out
 
 
@@ -167,10 +171,10 @@ def soak(args: argparse.Namespace, tmp: Path) -> Report:
             # the external rule reads exported_namespace: namespaces on nodes with the other layout have none
             ext_ns = sorted(str(r["metric"]["exported_namespace"]) for r in stack.prom_query(  # type: ignore[index]
                 prom.url, "count by (exported_namespace) (DCGM_FI_DEV_GPU_UTIL)") if r["metric"])
-            paths = request_paths(hpas, metrics, ext_ns, args.distinct)
+            paths = request_paths(hpas, metrics, ext_ns, args.distinct, args.kinds)
             rep.probe_errors = probe_all(ad.url, paths)
             rep.rss_start_mb = rss_mb(ad.pid)
-            print(f"{len(hpas)} deployments, {n_pods} pods; {len(paths)} distinct requests at "
+            print(f"{len(hpas)} deployments, {n_pods} pods; {len(set(paths))} distinct requests at "
                   f"{args.rate:g} req/s for {args.minutes:g} min; RSS {rep.rss_start_mb:.1f} MB after one pass"
                   + (f"; probe errors {rep.probe_errors}" if rep.probe_errors else ""), flush=True)
             spec = load.Spec("open", ad.url, tuple(paths), duration=duration, clients=16, rate=args.rate,
@@ -223,6 +227,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--distinct", type=int, default=200, help="distinct request shapes cycled over")
     ap.add_argument("--mark-seconds", type=float, default=120.0,
                     help="growth is measured from here to the end (at most half the run)")
+    ap.add_argument("--kinds", default=",".join(KINDS),
+                    help=f"comma-separated subset of {', '.join(KINDS)} (weighted {KINDS})")
     ap.add_argument("--namespaces", type=int, default=100)
     ap.add_argument("--pods-per-namespace", type=int, default=20)
     ap.add_argument("--scrape-interval", default="5s")
@@ -234,6 +240,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.minutes <= 0 or args.rate <= 0 or args.distinct < 3:
         ap.error("--minutes and --rate must be > 0, --distinct at least 3")
+    args.kinds = tuple(k.strip() for k in args.kinds.split(",") if k.strip())
+    if not args.kinds or set(args.kinds) - set(KINDS):
+        ap.error(f"--kinds: a subset of {', '.join(KINDS)}")
     with tempfile.TemporaryDirectory(prefix="accel-soak-") as tmpname:
         tmp = args.workdir or Path(tmpname)
         tmp.mkdir(parents=True, exist_ok=True)
