@@ -53,7 +53,9 @@ class QueryCache(Generic[K, V]):
     concurrent identical loads); ``get_or_load(..., ttl=...)`` overrides it per call. A result
     lives from the moment its load *started* (the data is as old as the query), so a load slower
     than its TTL is delivered to its waiters but not stored. ``size_of``/``max_bytes`` bound the
-    total estimated size of stored values; a single value larger than ``max_bytes`` is not stored.
+    total estimated size of stored entries; a single entry larger than ``max_bytes`` is not stored.
+    ``entry_bytes`` is what each entry costs beyond ``size_of(value)`` (its map slot and link, the
+    entry record, its expiry-heap record); with it, a ``str`` key's own length is counted too.
     """
 
     def __init__(
@@ -66,6 +68,7 @@ class QueryCache(Generic[K, V]):
         size_of: Callable[[V], int] | None = None,
         max_bytes: int | None = None,
         refresh_ahead: float = 0.0,
+        entry_bytes: int = 0,
     ) -> None:
         if not 0.0 <= refresh_ahead < 1.0:
             raise ValueError(f"refresh_ahead must be in [0, 1), got {refresh_ahead}")
@@ -78,6 +81,9 @@ class QueryCache(Generic[K, V]):
             raise ValueError("max_bytes needs size_of")
         if max_bytes is not None and max_bytes < 1:
             raise ValueError(f"max_bytes must be >= 1, got {max_bytes}")
+        if entry_bytes < 0:
+            raise ValueError(f"entry_bytes must be >= 0, got {entry_bytes}")
+        self._entry_bytes = entry_bytes
         self._ttl = ttl
         self._max_entries = max_entries
         self._clock = clock
@@ -209,6 +215,8 @@ class QueryCache(Generic[K, V]):
         if expires_at <= now:
             return
         size = self._size_of(value) if self._size_of is not None else 0
+        if self._entry_bytes:
+            size += self._entry_bytes + (len(key) if isinstance(key, str) else 0)
         if self._max_bytes is not None and size > self._max_bytes:
             self._remove(key)
             return
@@ -248,31 +256,54 @@ class QueryCache(Generic[K, V]):
         heapq.heapify(self._expiry)
 
 
+def key_bytes(key: object) -> int:
+    """Estimated bytes of a key's own strings (a ``str``, or a tuple of them), headers included."""
+    if isinstance(key, str):
+        return 50 + len(key)
+    if isinstance(key, tuple):
+        return 40 + sum(8 + key_bytes(part) for part in key)
+    return 0
+
+
 class LastKnownStore(Generic[K]):
     """Bounded LRU of ``key -> (value, sample_timestamp)`` for the ``lastKnown`` missing-data policy.
 
     Timestamps are the samples' own (Unix seconds). ``put`` never replaces a newer sample with
-    an older one. Loop-confined like ``QueryCache``.
+    an older one. Bounded by ``max_entries`` and by ``max_bytes``, each entry counted as
+    ``ENTRY_BYTES`` (map slot and link, the value tuple and its floats) plus its key's strings.
+    Loop-confined like ``QueryCache``.
     """
 
-    def __init__(self, *, max_entries: int) -> None:
+    ENTRY_BYTES = 150
+
+    def __init__(self, *, max_entries: int, max_bytes: int = 8 * 1024 * 1024) -> None:
         if max_entries < 1:
             raise ValueError(f"max_entries must be >= 1, got {max_entries}")
+        if max_bytes < 1:
+            raise ValueError(f"max_bytes must be >= 1, got {max_bytes}")
         self._max_entries = max_entries
+        self._max_bytes = max_bytes
+        self._bytes = 0
         self._items: OrderedDict[K, tuple[float, float]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._items)
+
+    @property
+    def total_bytes(self) -> int:
+        return self._bytes
 
     def put(self, key: K, value: float, ts: float) -> None:
         old = self._items.get(key)
         if old is not None and old[1] > ts:
             self._items.move_to_end(key)
             return
+        if old is None:
+            self._bytes += self.ENTRY_BYTES + key_bytes(key)
         self._items[key] = (value, ts)
         self._items.move_to_end(key)
-        while len(self._items) > self._max_entries:
-            self._items.popitem(last=False)
+        while len(self._items) > self._max_entries or (self._bytes > self._max_bytes and len(self._items) > 1):
+            self._bytes -= self.ENTRY_BYTES + key_bytes(self._items.popitem(last=False)[0])
 
     def get(self, key: K, now: float, max_age: float) -> tuple[float, float] | None:
         """``(value, ts)`` if known and ``now - ts <= max_age``, else None."""
@@ -283,7 +314,9 @@ class LastKnownStore(Generic[K]):
         return item
 
     def invalidate(self, key: K) -> None:
-        self._items.pop(key, None)
+        if self._items.pop(key, None) is not None:
+            self._bytes -= self.ENTRY_BYTES + key_bytes(key)
 
     def clear(self) -> None:
         self._items.clear()
+        self._bytes = 0

@@ -71,3 +71,33 @@ def tls_read_buffer(size: int = 16 * 1024) -> None:
     """Per-connection TLS read buffer of asyncio's transport (default 256 KiB)."""
     if hasattr(asyncio.sslproto.SSLProtocol, "max_size"):
         asyncio.sslproto.SSLProtocol.max_size = size
+
+
+# diagnosis only: with this variable set to a directory, ``serve`` traces allocations (slower) and
+# writes a tracemalloc snapshot there on each SIGUSR1 (``benchmarks.soak --tracemalloc`` diffs them)
+TRACEMALLOC_ENV = "ACCEL_ADAPTER_TRACEMALLOC"
+
+
+def snapshots_on_signal(directory: str | None, frames: int = 8) -> bool:
+    """Start tracemalloc and dump ``snapshot-<n>.tracemalloc`` into ``directory`` on SIGUSR1."""
+    if not directory:
+        return False
+    import itertools  # noqa: PLC0415 - diagnosis only
+    import signal  # noqa: PLC0415
+    import tracemalloc  # noqa: PLC0415
+    from pathlib import Path  # noqa: PLC0415
+
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    tracemalloc.start(frames)
+    seq = itertools.count(1)
+
+    def dump(_sig: int, _frame: object) -> None:
+        path = out / f"snapshot-{next(seq)}.tracemalloc"
+        tracemalloc.take_snapshot().dump(str(path.with_suffix(".tmp")))
+        path.with_suffix(".tmp").rename(path)  # complete when it appears
+        log.warning("tracemalloc snapshot written", extra={"path": str(path)})
+
+    signal.signal(signal.SIGUSR1, dump)
+    log.warning("tracing allocations (diagnosis mode)", extra={"directory": str(out)})
+    return True

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from adapter.backends.cluster import cluster_configured
 from adapter.backends.prometheus import PrometheusBackend, PrometheusConfig
 from adapter.cache import LastKnownStore
 from adapter.errors import ConfigError
-from adapter.memory import tls_read_buffer, trim, tune_malloc
+from adapter.memory import TRACEMALLOC_ENV, snapshots_on_signal, tls_read_buffer, trim, tune_malloc
 from adapter.naming.query import MetricNamer, RuleError
 from adapter.naming.resources import StaticResourceMapper
 from adapter.naming.validate import validate
@@ -158,6 +159,7 @@ def serving_cert(st: Settings) -> tuple[Path, Path]:
 async def run(st: Settings) -> None:
     tune_malloc()
     tls_read_buffer()
+    snapshots_on_signal(os.environ.get(TRACEMALLOC_ENV))
     kube = None
     if cluster_configured(st.lister_kubeconfig):
         from adapter.backends.kubernetes import connect  # noqa: PLC0415 - the client is ~30 MB: only with a cluster

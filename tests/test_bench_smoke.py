@@ -39,3 +39,20 @@ def test_bench_quick_has_all_rows(tmp_path: Path) -> None:
     for column in ("req/s", "p50 ms", "p95 ms", "p99 ms", "PromQ/100req", "CPU s/1k req", "peak RSS MB"):
         assert column in header
     assert "ratios" in proc.stdout
+
+
+def test_soak_smoke_reports_rss_and_errors(tmp_path: Path) -> None:
+    """``benchmarks.soak`` end to end for 20 s at a tiny rate: the report has RSS at the mark and at
+    the end, and every request shape answers. No memory or timing assertions: that is the soak's job."""
+    assert shutil.which("prometheus") is not None, "prometheus binary not installed: apt-get install -y prometheus"
+    out = tmp_path / "soak.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.soak", "--minutes", "0.33", "--rate", "5", "--distinct", "20",
+         "--namespaces", "5", "--pods-per-namespace", "4", "--json", str(out), "--workdir", str(tmp_path / "w")],
+        capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    rep = json.loads(out.read_text())
+    assert rep["probe_errors"] == {}, rep["probe_errors"]  # by-name, by-selector and external all answer
+    assert rep["ok"] > 0 and rep["requests"] == rep["ok"] + sum(rep["errors"].values())
+    assert rep["rss_mark_mb"] > 0 and rep["rss_end_mb"] > 0
+    assert "growth" in proc.stdout and "errors" in proc.stdout

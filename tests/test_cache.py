@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import random
+import tracemalloc
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 import pytest
 
-from adapter.cache import LastKnownStore, QueryCache
+from adapter.cache import LastKnownStore, QueryCache, key_bytes
 
 T = TypeVar("T")
 
@@ -313,6 +315,17 @@ def test_eviction_bound_under_random_100k_keys() -> None:
     run(main())
 
 
+def test_max_bytes_counts_each_entry_and_its_key() -> None:
+    """Tiny values under many keys: the bound holds by what the entries cost, not only the values."""
+    cache, _ = make(ttl=60.0, max_entries=100_000, size_of=lambda v: 0, max_bytes=30_000, entry_bytes=300)
+    for i in range(1000):
+        cache.put(f"query-{i:04d}", None)
+    assert len(cache) == 30_000 // (300 + len("query-0000"))
+    assert cache.total_bytes == len(cache) * (300 + len("query-0000")) <= 30_000
+    with pytest.raises(ValueError):
+        QueryCache(ttl=1, max_entries=1, entry_bytes=-1)
+
+
 def test_max_bytes_bound() -> None:
     async def main() -> None:
         cache, events = make(ttl=60.0, max_entries=1000, size_of=len, max_bytes=100)
@@ -461,3 +474,37 @@ def test_refresh_ahead_renews_a_hot_entry_without_making_anyone_wait() -> None:
 def test_refresh_ahead_bounds() -> None:
     with pytest.raises(ValueError, match="refresh_ahead"):
         QueryCache(ttl=1, max_entries=1, refresh_ahead=1.0)
+
+
+def _lk_key(i: int) -> tuple[str, ...]:
+    return ("nvidia_gpu_utilization_percent", "pods", f"bench-{i % 100:03d}", f"gpu-app-hd2ptgdr4v-{i:05d}", "")
+
+
+def test_last_known_is_bounded_by_bytes() -> None:
+    store: LastKnownStore[tuple[str, ...]] = LastKnownStore(max_entries=100_000, max_bytes=50_000)
+    for i in range(5000):
+        store.put(_lk_key(i), 1.0, ts=float(i))
+        assert store.total_bytes <= 50_000
+    assert 0 < len(store) < 5000
+    assert store.get(_lk_key(4999), now=5000.0, max_age=1e9) == (1.0, 4999.0)  # the newest stay
+    with pytest.raises(ValueError):
+        LastKnownStore(max_entries=1, max_bytes=0)
+
+
+def test_last_known_byte_estimate_covers_what_entries_hold() -> None:
+    store: LastKnownStore[tuple[str, ...]] = LastKnownStore(max_entries=100_000, max_bytes=1 << 40)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(5000):
+            store.put(_lk_key(i), i * 1.5, ts=1.7e9 + i)
+        gc.collect()
+        real = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert real <= store.total_bytes <= 1.5 * real, (real, store.total_bytes)
+    for i in range(0, 5000, 2):
+        store.invalidate(_lk_key(i))
+    store.put(_lk_key(1), 0.0, ts=1.0)  # older: ignored, nothing counted twice
+    assert store.total_bytes == sum(LastKnownStore.ENTRY_BYTES + key_bytes(k) for k in store._items)

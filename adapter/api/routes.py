@@ -119,15 +119,19 @@ class Handlers:
             metric_selector = self._selector(request, "metricLabelSelector")
         except BadRequest as e:
             raise BadRequest(f"metricLabelSelector: {e.message}") from e
+        shape: tuple[str, ...] | None = None
         if t.name == "*":
             values = await self._bounded(
                 self.custom.get_by_selector(t.resource, t.namespace, selector, t.metric, metric_selector))
-        else:
+            # the provider answers a repeated request with the same list object: its body is remembered
+            shape = (version, t.resource, t.namespace, t.metric, selector.raw, metric_selector.raw)
+        else:  # one item, a new list each time: encoded from memoized fragments, never remembered
             values = [await self._bounded(
                 self.custom.get_by_name(t.resource, t.namespace, t.name, t.metric, metric_selector))]
         if request.query_params.get("pretty") in ("true", "1"):
             return self._json(wire.custom_list(version, values), request)
-        body, gzipped = self.encoder.custom(version, values, wire.accepts_gzip(request.headers.get("accept-encoding")))
+        body, gzipped = self.encoder.custom(version, values, wire.accepts_gzip(request.headers.get("accept-encoding")),
+                                            shape)
         return _response(body, gzipped)
 
     async def external_api(self, request: Request, version: str, rest: str) -> Response:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import json
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -106,15 +107,25 @@ def dumps(doc: object, pretty: bool = False) -> bytes:
     return text.encode()
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class _Body:
     values: Sequence[CustomValue]
     body: bytes
+    cost: int
     gz: bytes | None = None
 
-    @property
-    def size(self) -> int:
-        return len(self.body) + (len(self.gz) if self.gz is not None else 0)
+
+# What a remembered body costs beyond its bytes (measured with tracemalloc): the key tuple and its
+# strings' headers, the OrderedDict slot and link, the _Body, the bytes objects' headers ...
+BODY_ENTRY_BYTES = 600
+# ... and the values list it holds (kept alive by the entry once the provider has moved on): per item
+# the list slot, the CustomValue and its two floats (ObjectRefs are shared with the provider)
+BODY_VALUE_BYTES = 140
+
+
+def _body_cost(key: tuple[str, ...], values: Sequence[CustomValue], body: bytes, gz: bytes | None) -> int:
+    return (BODY_ENTRY_BYTES + sum(len(k) for k in key) + BODY_VALUE_BYTES * len(values) + len(body)
+            + (len(gz) if gz is not None else 0))
 
 
 # k8s.io/apiserver's response compression (responsewriters/writers.go): a body larger than 128 KiB is
@@ -140,73 +151,99 @@ def maybe_gzip(body: bytes, gzip_ok: bool) -> tuple[bytes, bool]:
     return body, False
 
 
+class _Fragments:
+    """``key -> JSON fragment``, dropped whole when it reaches ``max_entries`` (a fragment is a
+    re-derivation: cheap to rebuild, not worth an LRU's per-entry links)."""
+
+    __slots__ = ("_items", "_max")
+
+    def __init__(self, max_entries: int) -> None:
+        self._items: dict[object, str] = {}
+        self._max = max_entries
+
+    def get(self, key: object) -> str | None:
+        return self._items.get(key)
+
+    def put(self, key: object, fragment: str) -> str:
+        if len(self._items) >= self._max:
+            self._items.clear()
+        self._items[key] = fragment
+        return fragment
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
 class FastEncoder:
     """Byte-identical to ``dumps(custom_list(...))`` but built from memoized JSON fragments.
 
     Object references, timestamps and quantities repeat across responses (the same pods, one sample
-    time per query), so each is encoded once; a whole body is remembered per values list (the
-    provider returns the same list object for the same request over the same query result), with
-    its gzip form once a client asks for it (bodies above ``GZIP_THRESHOLD``)."""
+    time per query), so each is encoded once (at most ``max_fragments`` of each kind, about 170 bytes
+    apiece, are kept). A whole body is remembered per request shape (``shape``, given by the caller
+    for list requests) together with the values list it encodes: the provider returns the same list
+    object for the same request over the same query result, so the next request of that shape reuses
+    the bytes (and the gzip form once a client asks for it, bodies above ``GZIP_THRESHOLD``), and a
+    new list replaces the entry. At most ``max_bodies`` shapes are remembered, and at most
+    ``max_body_bytes`` counting each entry's whole cost (bytes, key, values held, bookkeeping),
+    least recently used dropped first."""
 
-    def __init__(self, max_fragments: int = 50_000, max_body_bytes: int = 16 * 1024 * 1024) -> None:
-        self._refs: dict[ObjectRef, str] = {}
-        self._ts: dict[int, str] = {}
-        self._qty: dict[int, str] = {}
-        self._max = max_fragments
-        self._bodies: dict[tuple[int, str], _Body] = {}
+    def __init__(self, max_fragments: int = 8192, max_bodies: int = 2048,
+                 max_body_bytes: int = 16 * 1024 * 1024) -> None:
+        self._refs = _Fragments(max_fragments)
+        self._ts = _Fragments(1024)
+        self._qty = _Fragments(max_fragments)
+        self._bodies: OrderedDict[tuple[str, ...], _Body] = OrderedDict()
         self._body_bytes = 0
+        self._max_bodies = max_bodies
         self._max_body_bytes = max_body_bytes
 
     def _ref(self, ref: ObjectRef) -> str:
-        s = self._refs.get(ref)
-        if s is None:
-            if len(self._refs) > self._max:
-                self._refs.clear()
-            s = self._refs[ref] = json.dumps(_ref(ref), separators=(",", ":"), ensure_ascii=False)
-        return s
+        return self._refs.get(ref) or self._refs.put(
+            ref, json.dumps(_ref(ref), separators=(",", ":"), ensure_ascii=False))
 
     def _time(self, ts: float) -> str:
         key = int(ts)
-        s = self._ts.get(key)
-        if s is None:
-            if len(self._ts) > 4096:
-                self._ts.clear()
-            s = self._ts[key] = f'"{rfc3339(key)}"'
-        return s
+        return self._ts.get(key) or self._ts.put(key, f'"{rfc3339(key)}"')
 
     def _quantity(self, value: float) -> str:
         milli = round(value * 1000)
-        s = self._qty.get(milli)
-        if s is None:
-            if len(self._qty) > self._max:
-                self._qty.clear()
-            s = self._qty[milli] = f'"{milli_to_quantity(milli)}"'
-        return s
+        return self._qty.get(milli) or self._qty.put(milli, f'"{milli_to_quantity(milli)}"')
 
-    def custom(self, version: str, values: Sequence[CustomValue], gzip_ok: bool = False) -> tuple[bytes, bool]:
-        """(body, gzipped): the encoded list, gzipped when ``gzip_ok`` and larger than ``GZIP_THRESHOLD``."""
-        key = (id(values), version)
-        hit = self._bodies.get(key)
-        if hit is None or hit.values is not values:
-            if hit is not None:  # same id, another (dead) list: replace
-                self._body_bytes -= self._bodies.pop(key).size
-            hit = _Body(values, self._encode(version, values))
-            self._remember(key, hit)
+    def custom(self, version: str, values: Sequence[CustomValue], gzip_ok: bool = False,
+               shape: tuple[str, ...] | None = None) -> tuple[bytes, bool]:
+        """(body, gzipped): the encoded list, gzipped when ``gzip_ok`` and larger than ``GZIP_THRESHOLD``.
+
+        With ``shape`` (the request's identity, version included) the body is remembered for the
+        next request of that shape that brings the same ``values`` object; without, nothing is."""
+        if shape is None:
+            return maybe_gzip(self._encode(version, values), gzip_ok)
+        hit = self._bodies.get(shape)
+        if hit is not None and hit.values is values:
+            self._bodies.move_to_end(shape)
+        else:
+            body = self._encode(version, values)
+            hit = _Body(values, body, _body_cost(shape, values, body, None))
+            self._remember(shape, hit)
         if not gzip_ok or len(hit.body) <= GZIP_THRESHOLD:
             return hit.body, False
-        if hit.gz is None:
-            if self._bodies.pop(key, None) is not None:  # re-remembered below with its gzip form counted
-                self._body_bytes -= len(hit.body)
-            hit.gz = gzip_body(hit.body)
-            self._remember(key, hit)
-        return hit.gz, True
+        if hit.gz is not None:
+            return hit.gz, True
+        gz = gzip_body(hit.body)
+        if self._bodies.get(shape) is hit:  # re-remembered with its gzip form counted
+            self._remember(shape, _Body(values, hit.body, _body_cost(shape, values, hit.body, gz), gz))
+        return gz, True
 
-    def _remember(self, key: tuple[int, str], entry: _Body) -> None:
-        while self._bodies and self._body_bytes + entry.size > self._max_body_bytes:
-            self._body_bytes -= self._bodies.pop(next(iter(self._bodies))).size
-        if entry.size <= self._max_body_bytes:
-            self._bodies[key] = entry
-            self._body_bytes += entry.size
+    def _remember(self, key: tuple[str, ...], entry: _Body) -> None:
+        old = self._bodies.pop(key, None)
+        if old is not None:
+            self._body_bytes -= old.cost
+        if entry.cost > self._max_body_bytes:
+            return
+        while self._bodies and (self._body_bytes + entry.cost > self._max_body_bytes
+                                or len(self._bodies) >= self._max_bodies):
+            self._body_bytes -= self._bodies.popitem(last=False)[1].cost
+        self._bodies[key] = entry
+        self._body_bytes += entry.cost
 
     def _encode(self, version: str, values: Sequence[CustomValue]) -> bytes:
         metric_frag: dict[tuple[str, int], tuple[str, str]] = {}

@@ -23,8 +23,28 @@ log = logging.getLogger(__name__)
 
 # above this many names, one namespace-wide query filtered in-process replaces a long =~ alternation
 MAX_NAMES_IN_QUERY = 100
-# bound of the per-request-shape memo, in items held (each about 100 bytes)
-MEMO_MAX_ITEMS = 100_000
+# bounds of the per-request-shape memo: entries, and their estimated bytes (see _memo_cost)
+MEMO_MAX_ENTRIES = 4096
+MEMO_MAX_BYTES = 16 * 1024 * 1024
+# one memo entry beyond its strings and values (tracemalloc): key and entry tuples, the OrderedDict
+# slot and link, the weakref with its callback, the ages dict, the list
+MEMO_ENTRY_BYTES = 700
+# one memoized value: the CustomValue, its two floats, the list slot (ObjectRefs are shared via _refs)
+MEMO_VALUE_BYTES = 140
+# bound of the ObjectRef memo (each about 330 bytes with its key); dropped whole when full
+REFS_MAX = 20_000
+
+
+def _memo_cost(key: tuple[object, ...], values: list[CustomValue]) -> int:
+    """Estimated bytes held by one memo entry: the key's own strings (a request's text), the names
+    tuple of a by-name or resolved-selector key, the values list."""
+    size = MEMO_ENTRY_BYTES + MEMO_VALUE_BYTES * len(values)
+    for part in key:
+        if isinstance(part, str):
+            size += 50 + len(part)
+        elif isinstance(part, tuple):
+            size += 50 + sum(58 + len(n) for n in part if isinstance(n, str))
+    return size
 
 
 class CustomMetricsProvider:
@@ -44,7 +64,7 @@ class CustomMetricsProvider:
         # result the query cache has dropped can never hit again and is evicted like any other)
         self._memo: OrderedDict[tuple[object, ...], tuple[weakref.ref[QueryResult], list[CustomValue],
                                                           dict[float, int], float]] = OrderedDict()
-        self._memo_items = 0
+        self._memo_bytes = 0
         self._refs: dict[tuple[str, str, str, str], ObjectRef] = {}
         self._plans = Plans()
 
@@ -76,7 +96,7 @@ class CustomMetricsProvider:
         if ref is None:
             # CMA builds apiVersion as group + "/" + version, so core kinds read "/v1" on the wire
             ref = ObjectRef(info.kind, name, f"{info.group_resource.group}/{info.version}", namespace)
-            if len(self._refs) > 100_000:
+            if len(self._refs) >= REFS_MAX:
                 self._refs.clear()
             self._refs[key] = ref
         return ref
@@ -221,23 +241,29 @@ class CustomMetricsProvider:
         if result is not None and not substituted:
             # the same request shape over the same result object answers with the same list (and the
             # api layer with the same bytes) until the result is replaced or its oldest value too old
-            old = self._memo.pop(memo_key, None)
-            if old is not None:
-                self._memo_items -= len(old[1])
-            ref = weakref.ref(result)
-            self._memo[memo_key] = (ref, out, ages, min(ages, default=now))
-            self._memo_items += len(out)
-            weakref.finalize(result, self._forget, memo_key, ref)
-            while self._memo_items > MEMO_MAX_ITEMS or len(self._memo) > 4096:
-                self._memo_items -= len(self._memo.popitem(last=False)[1][1])
+            self._remember(memo_key, result, out, ages, min(ages, default=now))
         return out
+
+    def _remember(self, key: tuple[object, ...], result: QueryResult, out: list[CustomValue],
+                  ages: dict[float, int], oldest: float) -> None:
+        old = self._memo.pop(key, None)
+        if old is not None:
+            self._memo_bytes -= _memo_cost(key, old[1])
+        # the entry's own weakref calls back when the result goes; an entry evicted earlier takes its
+        # weakref (and callback) with it, so nothing accumulates while a result lives
+        ref = weakref.ref(result, lambda r, k=key: self._forget(k, r))  # type: ignore[misc]
+        self._memo[key] = (ref, out, ages, oldest)
+        self._memo_bytes += _memo_cost(key, out)
+        while self._memo_bytes > MEMO_MAX_BYTES or len(self._memo) > MEMO_MAX_ENTRIES:
+            k, entry = self._memo.popitem(last=False)
+            self._memo_bytes -= _memo_cost(k, entry[1])
 
     def _forget(self, key: tuple[object, ...], ref: weakref.ref[QueryResult]) -> None:
         """The result behind a memo entry is gone: drop the entry (unless it was replaced since)."""
         entry = self._memo.get(key)
         if entry is not None and entry[0] is ref:
             del self._memo[key]
-            self._memo_items -= len(entry[1])
+            self._memo_bytes -= _memo_cost(key, entry[1])
 
     def _missing(self, key: tuple[str, ...], policy: Policy, result: QueryResult | None) -> tuple[float, float] | None:
         if policy.missing == "zero" and result is not None:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Callable
 
+from adapter.cache import key_bytes
 from adapter.errors import AdapterError, NotFound, Unavailable
 from adapter.model import ExternalMetricInfo, ExternalValue, QueryResult, Selector
 from adapter.naming.query import MetricNamer
@@ -16,6 +18,20 @@ from adapter.provider.values import Freshness, Policy
 
 log = logging.getLogger(__name__)
 
+# bounds of the lastKnown memory of external answers: answers kept, and their estimated bytes
+LAST_MAX_ENTRIES = 10_000
+LAST_MAX_BYTES = 8 * 1024 * 1024
+# one answer beyond its key's strings (map slot and link, the tuple), and one item of it (the
+# ExternalValue, its floats, its labels dict; per label the slot and the strings)
+LAST_ENTRY_BYTES = 250
+LAST_ITEM_BYTES = 300
+LAST_LABEL_BYTES = 60
+
+
+def _last_cost(key: tuple[str, str, str], items: tuple[ExternalValue, ...]) -> int:
+    return LAST_ENTRY_BYTES + key_bytes(key) + sum(
+        LAST_ITEM_BYTES + sum(LAST_LABEL_BYTES + len(k) + len(v) for k, v in it.labels.items()) for it in items)
+
 
 class ExternalMetricsProvider:
     def __init__(self, relister: Relister, runner: QueryRunner, freshness: Freshness,
@@ -24,7 +40,8 @@ class ExternalMetricsProvider:
         self.runner = runner
         self.freshness = freshness
         self.policy_for = policy_for
-        self._last: dict[tuple[str, str, str], tuple[ExternalValue, ...]] = {}
+        self._last: OrderedDict[tuple[str, str, str], tuple[ExternalValue, ...]] = OrderedDict()
+        self._last_bytes = 0
         self._plans = Plans()
 
     def list_metrics(self) -> list[ExternalMetricInfo]:
@@ -73,9 +90,7 @@ class ExternalMetricsProvider:
                     items.append(ExternalValue(metric, dict(s.labels), data_time, s.value))
         if items:
             if policy.missing == "lastKnown":
-                self._last[key] = tuple(items)
-                if len(self._last) > 10000:
-                    self._last.pop(next(iter(self._last)))
+                self._remember(key, tuple(items))
             ages: dict[float, int] = {}
             for it in items:
                 ages[it.timestamp] = ages.get(it.timestamp, 0) + 1
@@ -85,8 +100,23 @@ class ExternalMetricsProvider:
             return [ExternalValue(metric, {}, result.evaluated_at, 0.0)]
         if policy.missing == "lastKnown":
             last = self._last.get(key, ())
+            if last:
+                self._last.move_to_end(key)
             fresh = [it for it in last if now - it.timestamp <= limit]
             if fresh:
                 return fresh
         raise NotFound(f"the server could not find the metric {metric} for namespace {namespace}"
                        + (f" with selector {selector.raw}" if selector.raw else ""))
+
+    def _remember(self, key: tuple[str, str, str], items: tuple[ExternalValue, ...]) -> None:
+        old = self._last.pop(key, None)
+        if old is not None:
+            self._last_bytes -= _last_cost(key, old)
+        cost = _last_cost(key, items)
+        if cost > LAST_MAX_BYTES:
+            return
+        self._last[key] = items
+        self._last_bytes += cost
+        while len(self._last) > LAST_MAX_ENTRIES or self._last_bytes > LAST_MAX_BYTES:
+            k, v = self._last.popitem(last=False)
+            self._last_bytes -= _last_cost(k, v)

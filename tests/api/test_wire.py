@@ -1,5 +1,7 @@
+import gc
 import gzip
 import json
+import tracemalloc
 
 import pytest
 
@@ -89,19 +91,90 @@ def test_fast_encoder_is_byte_identical_and_memoizes() -> None:
     ]
     enc = wire.FastEncoder()
     for version in ("v1beta1", "v1beta2"):
-        fast, gzipped = enc.custom(version, values, gzip_ok=True)
+        shape = (version, "pods", "ns", "gpu_util", "app=x", "")
+        fast, gzipped = enc.custom(version, values, gzip_ok=True, shape=shape)
         assert not gzipped  # small bodies are never compressed
         assert fast == wire.dumps(wire.custom_list(version, values))
-        assert enc.custom(version, values)[0] is fast  # same list object -> same bytes, no re-encoding
+        assert enc.custom(version, values, shape=shape)[0] is fast  # same list object -> same bytes
+        assert enc.custom(version, list(values), shape=shape)[0] is not fast  # another list: encoded anew
+        assert enc.custom(version, values)[0] == fast  # no shape: encoded, not remembered
     assert enc.custom("v1beta2", [])[0] == wire.dumps(wire.custom_list("v1beta2", []))
 
 
+def _values(n: int, tag: str) -> list[CustomValue]:
+    return [CustomValue(ObjectRef("Pod", f"gpu-app-hd2ptgdr4v-{tag}-{j}", "/v1", "bench-000"), "gpu_util",
+                        1724235330 + j, 0.5 + j) for j in range(n)]
+
+
 def test_fast_encoder_body_memo_is_bounded_by_bytes() -> None:
-    enc = wire.FastEncoder(max_body_bytes=2000)
-    lists = [[CustomValue(ObjectRef("Pod", f"p{i}-{j}", "/v1", "ns"), "m", 0, 1) for j in range(5)] for i in range(50)]
-    for values in lists:
-        enc.custom("v1beta2", values)
-        assert enc._body_bytes <= 2000
+    enc = wire.FastEncoder(max_body_bytes=20_000)
+    for i in range(50):
+        enc.custom("v1beta2", _values(5, str(i)), shape=("v1beta2", str(i)))
+        assert enc._body_bytes <= 20_000
+    assert enc._body_bytes == sum(b.cost for b in enc._bodies.values())
+
+
+def test_by_name_answers_leave_no_body_behind() -> None:
+    """One value in a new list per request can never hit: nothing is remembered for it."""
+    enc = wire.FastEncoder()
+    for i in range(3000):
+        enc.custom("v1beta2", _values(1, str(i)))
+    assert len(enc._bodies) == 0 and enc._body_bytes == 0
+
+
+def test_body_memo_keeps_one_entry_per_request_shape() -> None:
+    """The provider hands a new list per shape each time the query result changes: it replaces."""
+    enc = wire.FastEncoder()
+    for round_ in range(20):
+        for shape in range(100):
+            enc.custom("v1beta2", _values(3, f"{shape}"), shape=("v1beta2", "pods", "ns", f"m{shape}", "", ""))
+        assert len(enc._bodies) == 100, round_
+
+
+def test_body_memo_caps_entries() -> None:
+    enc = wire.FastEncoder(max_bodies=100)
+    for i in range(1000):
+        enc.custom("v1beta1", _values(1, str(i)), shape=("v1beta1", str(i)))
+    assert len(enc._bodies) == 100
+
+
+def test_body_memo_bound_covers_what_it_really_holds() -> None:
+    """tracemalloc: everything the body memo keeps alive (bodies, keys, values lists, bookkeeping)
+    stays within ``max_body_bytes``, for one-item and for larger lists. ObjectRefs are shared, as the
+    provider's are."""
+    pool = [ObjectRef("Pod", f"gpu-app-hd2ptgdr4v-{j:05d}", "/v1", "bench-000") for j in range(20_000)]
+
+    def requests(items: int) -> list[tuple[tuple[str, ...], list[CustomValue]]]:
+        return [(("v1beta2", "pods", f"bench-{i:03d}", "gpu_util", f"app=gpu-app-{i}", ""),
+                 [CustomValue(pool[(i * items + j) % len(pool)], "gpu_util", 1724235330.0 + j % 7, 0.5 + j)
+                  for j in range(items)]) for i in range(20_000 // items)]
+
+    for items in (1, 20, 200):
+        enc = wire.FastEncoder(max_body_bytes=1024 * 1024, max_bodies=1_000_000, max_fragments=1_000_000)
+        for _, values in requests(items):  # fragments first: only the body memo grows below
+            enc._encode("v1beta2", values)
+        gc.collect()
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            for shape, values in requests(items):
+                enc.custom("v1beta2", values, shape=shape)
+            del shape, values  # the memo alone holds what it remembered
+            gc.collect()
+            held = tracemalloc.get_traced_memory()[0] - before
+        finally:
+            tracemalloc.stop()
+        assert enc._body_bytes <= 1024 * 1024
+        assert held <= 1024 * 1024, (items, held, len(enc._bodies))
+
+
+def test_fragment_memos_are_capped() -> None:
+    enc = wire.FastEncoder()
+    for i in range(20_000):
+        enc._quantity(i * 1.001)
+        enc._ref(ObjectRef("Pod", f"p{i}", "/v1", "ns"))
+        enc._time(1724235330 + i)
+    assert len(enc._qty) <= 8192 and len(enc._refs) <= 8192 and len(enc._ts) <= 1024
 
 
 def test_large_bodies_gzip_as_the_go_apiserver_does() -> None:
@@ -113,8 +186,12 @@ def test_large_bodies_gzip_as_the_go_apiserver_does() -> None:
     assert not gzipped and len(plain) > wire.GZIP_THRESHOLD
     gz, gzipped = enc.custom("v1beta2", values, gzip_ok=True)
     assert gzipped and gzip.decompress(gz) == plain and len(gz) < len(plain) // 5
-    assert enc.custom("v1beta2", values, gzip_ok=True)[0] is gz  # compressed once
-    assert enc._body_bytes == len(plain) + len(gz)
+    shape = ("v1beta2", "pods", "big", "gpu_util", "", "")
+    gz = enc.custom("v1beta2", values, gzip_ok=True, shape=shape)[0]
+    assert enc.custom("v1beta2", values, gzip_ok=True, shape=shape)[0] is gz  # compressed once
+    assert enc.custom("v1beta2", values, shape=shape)[0] == plain
+    (entry,) = enc._bodies.values()
+    assert enc._body_bytes == entry.cost == wire._body_cost(shape, values, plain, gz)
     assert wire.accepts_gzip("gzip") and wire.accepts_gzip("deflate, gzip") and wire.accepts_gzip(" gzip ,br")
     assert not wire.accepts_gzip(None) and not wire.accepts_gzip("") and not wire.accepts_gzip("gzip;q=0")
     assert not wire.accepts_gzip("x-gzip")

@@ -5,12 +5,17 @@ from __future__ import annotations
 import asyncio
 import gc
 import time
+import tracemalloc
+import weakref
+
+import pytest
 
 from adapter.cache import LastKnownStore
 from adapter.model import QueryResult, Sample, Selector
 from adapter.naming.query import MetricNamer
 from adapter.naming.resources import StaticResourceMapper
 from adapter.naming.selectors import parse_selector
+from adapter.provider import custom
 from adapter.provider.custom import CustomMetricsProvider, policies
 from adapter.provider.discovery import Relister
 from adapter.provider.objects import KsmObjectResolver
@@ -35,7 +40,7 @@ class Clock:
         return self.now
 
 
-def make(clock: Clock) -> tuple[CustomMetricsProvider, list[str]]:
+def make(clock: Clock, pods: int = 3) -> tuple[CustomMetricsProvider, list[str]]:
     sent: list[str] = []
     mapper = StaticResourceMapper()
     rf = parse_rules_text(RULE, "t.yaml")
@@ -50,10 +55,10 @@ def make(clock: Clock) -> tuple[CustomMetricsProvider, list[str]]:
             return QueryResult(tuple(Sample({"namespace": ns, "pod": f"p{i}", "label_app": "x"}, 1, now)
                                      for ns in ("a", "b") for i in range(3)), now)
         values = [Sample({"namespace": ns, "pod": f"p{i}"}, 10 * i + (ns == "b"), now)
-                  for ns in ("a", "b") for i in range(3)]
+                  for ns in ("a", "b") for i in range(pods)]
         # the age elements Prometheus answers for the attached age query: newest raw sample 5 s ago
         ages = [Sample({"namespace": ns, "pod": f"p{i}", "__accel_age__": "1"}, now - 5, now)
-                for ns in ("a", "b") for i in range(3)] if "__accel_age__" in promql else []
+                for ns in ("a", "b") for i in range(pods)] if "__accel_age__" in promql else []
         return QueryResult(tuple(values + ages), now)
 
     runner = QueryRunner(query, ttl=15, max_entries=100, clock=clock)
@@ -99,3 +104,65 @@ def test_described_object_memo_is_keyed_by_group_and_kind() -> None:
     knative = ResourceInfo(GroupResource("serving.knative.dev", "services"), "Service", "service", "v1", True)
     assert provider._ref(core, "ns", "web").api_version == "/v1"
     assert provider._ref(knative, "ns", "web").api_version == "serving.knative.dev/v1"
+
+
+def _by_name(provider: CustomMetricsProvider, pods: range) -> None:
+    async def go() -> None:
+        for i in pods:
+            await provider.get_by_name("pods", "a", f"p{i}", "gpu", Selector())
+    asyncio.run(go())
+
+
+def test_memo_is_bounded_by_its_estimated_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(custom, "MEMO_MAX_BYTES", 40_000)
+    provider, _ = make(Clock(), pods=500)
+    _by_name(provider, range(500))  # 500 request shapes over one result
+    assert 0 < provider._memo_bytes <= 40_000
+    assert provider._memo_bytes == sum(custom._memo_cost(k, e[1]) for k, e in provider._memo.items())
+    assert 20 < len(provider._memo) < 500
+
+
+def test_memo_caps_entries(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(custom, "MEMO_MAX_ENTRIES", 100)
+    provider, _ = make(Clock(), pods=500)
+    _by_name(provider, range(500))
+    assert len(provider._memo) == 100
+
+
+def test_memo_estimate_covers_what_entries_really_hold() -> None:
+    """tracemalloc: what the memo entries keep alive is within their counted bytes."""
+    provider, _ = make(Clock(), pods=400)
+    _by_name(provider, range(400))  # query, index and ObjectRefs in place; then only the memo
+    provider._memo.clear()
+    provider._memo_bytes = 0
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        _by_name(provider, range(400))
+        gc.collect()
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert len(provider._memo) == 400
+    assert held <= provider._memo_bytes, (held, provider._memo_bytes)
+
+
+def test_evicted_memo_entries_leave_nothing_behind_while_the_result_lives(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No weakref.finalize per entry: an evicted entry takes its callback with it."""
+    monkeypatch.setattr(custom, "MEMO_MAX_ENTRIES", 10)
+    provider, _ = make(Clock(), pods=100)
+    _by_name(provider, range(100))
+    registered = len(weakref.finalize._registry)  # type: ignore[attr-defined]
+    for _ in range(5):
+        _by_name(provider, range(100))
+    assert len(weakref.finalize._registry) <= registered  # type: ignore[attr-defined]
+    assert len(provider._memo) == 10
+
+
+def test_object_ref_memo_is_capped() -> None:
+    provider, _ = make(Clock())
+    info = provider.mapper.resolve("pods")
+    for i in range(custom.REFS_MAX + 5000):
+        provider._ref(info, "a", f"p{i}")
+    assert len(provider._refs) <= custom.REFS_MAX
