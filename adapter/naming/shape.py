@@ -38,6 +38,7 @@ Two questions, both answered on the AST from ``promql-parser``, never on the que
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -224,10 +225,33 @@ def _matcher_key(m: object) -> tuple[str, str, str]:
     return (m.name, str(m.op), m.value)  # type: ignore[attr-defined]
 
 
-def selector_text(sel: pp.VectorSelector) -> str:
-    """``name{matchers}`` of a selector, values quoted, without offset or ``@``."""
-    ms = [f"{m.name}{_MATCH_OPS[str(m.op)]}{quote(m.value)}" for m in sel.matchers.matchers]
-    return f"{sel.name or ''}{{{','.join(ms)}}}"
+def selector_text(sel: pp.VectorSelector, name: str | None = None) -> str:
+    """``name{matchers}`` of a selector, values quoted, without offset or ``@`` (with ``name``: that
+    metric name in place of the selector's own name and ``__name__`` matcher)."""
+    ms = [f"{m.name}{_MATCH_OPS[str(m.op)]}{quote(m.value)}" for m in sel.matchers.matchers
+          if name is None or m.name != "__name__"]
+    return f"{name if name is not None else sel.name or ''}{{{','.join(ms)}}}"
+
+
+_NAMES = re.compile(r"^[A-Za-z_:][A-Za-z0-9_:]*(\|[A-Za-z_:][A-Za-z0-9_:]*)*$")
+
+
+def _one_name_each(sel: pp.VectorSelector) -> list[str] | None:
+    """The selector as one selector per metric name. ``timestamp()`` drops the name, and Prometheus
+    refuses an answer with two equal label sets, so ``{__name__=~"new|old"}`` (a metric and its old
+    name, same labels) is split into ``new{...}`` and ``old{...}``. None when the names are a
+    pattern that cannot be listed."""
+    if sel.name:
+        return [selector_text(sel)]
+    name_matchers = [m for m in sel.matchers.matchers if m.name == "__name__"]
+    if len(name_matchers) != 1:
+        return None
+    m = name_matchers[0]
+    if str(m.op) == "MatchOp.Equal":
+        return [selector_text(sel, m.value)]
+    if str(m.op) == "MatchOp.Re" and _NAMES.match(m.value):
+        return [selector_text(sel, n) for n in dict.fromkeys(m.value.split("|"))]
+    return None
 
 
 _MATCH_OPS = {"MatchOp.Equal": "=", "MatchOp.NotEqual": "!=", "MatchOp.Re": "=~", "MatchOp.NotRe": "!~"}
@@ -252,9 +276,9 @@ def age_selectors(expr: Expr, label_matchers: str) -> list[str]:
         if all(name in names and (op != "MatchOp.Equal" or (name, op, value) in have
                                   or (name, "MatchOp.Re", value) in have)
                for name, op, value in wanted):
-            text = selector_text(sel)
-            if text not in out:
-                out.append(text)
+            for text in _one_name_each(sel) or ():
+                if text not in out:
+                    out.append(text)
     return out
 
 

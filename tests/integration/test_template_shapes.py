@@ -42,6 +42,9 @@ SHAPES: dict[str, tuple[str, bool]] = {
     # prometheus-adapter's documented pattern: the request's values written into the template's own matchers
     "values_by_name": ('sum(<<.Series>>{namespace="<<index .LabelValuesByName "namespace">>",'
                        'pod=~"<<index .LabelValuesByName "pod">>"}) by (<<.GroupBy>>)', False),
+    # a metric and its old name, the same labels: the age query takes one selector per name
+    "old_and_new_name": ('sum({__name__=~"shape_gauge|shape_gauge_old",<<.LabelMatchers>>}) by (<<.GroupBy>>)',
+                         True),
     "relabelled_outside": ("max by (<<.GroupBy>>) (label_replace(<<.Series>>{exported_pod!=\"\"}, "
                            "\"pod\", \"$1\", \"exported_pod\", \"(.+)\") and on (namespace, pod) "
                            "<<.Series>>{<<.LabelMatchers>>})", True),
@@ -53,6 +56,8 @@ SERIES: list[dict[str, object]] = [
                               ("ns1", "other-c", "0", 70), ("ns2", "llm-a", "0", 400))),
     {"name": "shape_gauge", "labels": {"namespace": "ns1", "pod": "exporter", "exported_pod": "llm-b", "gpu": "7"},
      "value": 55},
+    *({"name": "shape_gauge_old", "labels": {"namespace": "ns1", "pod": pod, "gpu": "0"}, "value": v}
+      for pod, v in (("llm-a", 1), ("llm-b", 2))),
     *({"name": "kube_pod_labels", "labels": {"namespace": ns, "pod": pod, "label_app": app}, "value": 1}
       for ns, pod, app in (("ns1", "llm-a", "llm"), ("ns1", "llm-b", "llm"), ("ns1", "other-c", "other"),
                            ("ns2", "llm-a", "llm"))),

@@ -135,3 +135,17 @@ def test_age_selectors_of_a_label_values_by_name_template() -> None:
     several = 'namespace="ns1",pod=~"a\\\\.b|c"'
     expr = parse('sum(X{namespace="ns1",pod=~"a.b|c"}) by (pod) / sum(X{namespace="ns2",pod=~"a.b|c"}) by (pod)')
     assert age_query(expr, several, ["pod"]) == 'max by (pod) (timestamp(X{namespace="ns1",pod=~"a.b|c"}))'
+
+
+def test_age_selector_with_several_metric_names_is_split_per_name() -> None:
+    """timestamp({__name__=~"new|old"}) is refused by Prometheus (two equal label sets once the name
+    is dropped): one selector per name instead; a name pattern that cannot be listed gives no age."""
+    lm = 'namespace="a",pod="x"'
+    expr = parse(f'sum({{__name__=~"vllm:kv_cache_usage_perc|vllm:gpu_cache_usage_perc",{lm}}}) by (pod)')
+    assert age_query(expr, lm, ["pod"]) == (
+        'max by (pod) (label_replace(timestamp(vllm:kv_cache_usage_perc{namespace="a",pod="x"}), '
+        '"__accel_age_source__", "0", "", "") or label_replace(timestamp(vllm:gpu_cache_usage_perc'
+        '{namespace="a",pod="x"}), "__accel_age_source__", "1", "", ""))')
+    assert age_query(parse(f'sum({{__name__="q",{lm}}}) by (pod)'), lm, ["pod"]) == \
+        'max by (pod) (timestamp(q{namespace="a",pod="x"}))'
+    assert age_query(parse(f'sum({{__name__=~"vllm:.*",{lm}}}) by (pod)'), lm, ["pod"]) is None
