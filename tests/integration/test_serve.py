@@ -37,7 +37,9 @@ def test_discovery_documents(stack: Stack) -> None:
     status, doc, ctype = stack.adapter.get("/apis")
     assert status == 200 and ctype == "application/json"
     assert doc["kind"] == "APIGroupList"
-    assert [g["preferredVersion"]["version"] for g in doc["groups"]] == ["v1beta2", "v1beta1"]  # type: ignore
+    assert [(g["name"], g["preferredVersion"]["version"]) for g in doc["groups"]] == [  # type: ignore
+        ("custom.metrics.k8s.io", "v1beta2"), ("external.metrics.k8s.io", "v1beta1"),
+        ("explain.accel-metrics.io", "v1alpha1")]
     status, doc, _ = stack.adapter.get("/apis/custom.metrics.k8s.io")
     assert status == 200 and doc["kind"] == "APIGroup"
     doc = wait_metric(stack, CM2)
