@@ -7,12 +7,15 @@
   ``aws.amazon.com/neuron``, ``neuroncore`` or ``neurondevice``, and CPU-only pods beside them.
 * vLLM (3 models, one on Neuron; served names without '/', as ``--served-model-name`` sets them,
   so an HPA's External-metric selector can match them), Triton (2 models per pod), TGI servers.
-* kube-state-metrics on a CPU node.
+* kube-state-metrics on a CPU node, with the HorizontalPodAutoscalers of the demo workloads
+  (``kube_horizontalpodautoscaler_*``: what the HPA controller read and decided).
 """
 
 from __future__ import annotations
 
 from adapter.simulator.topology import (
+    Hpa,
+    HpaMetric,
     ModelServer,
     NeuronNode,
     NeuronRuntime,
@@ -123,4 +126,20 @@ def demo_topology(seed: int, layout: str = "mixed") -> Topology:
                                          "vllm-neuron-llama32-3b", 6.0))
             t.pods.append(ids.pod("ml-serving", "api-gateway", node, "gateway", deployment="api-gateway",
                                   labels=_app("api-gateway", "api-gateway")))
+    t.hpas.extend(demo_hpas())
     return t
+
+
+def demo_hpas() -> list[Hpa]:
+    """The demo's HPAs (``adapter.demo`` drives the same targets): Pods and External, one with two metrics."""
+    return [
+        Hpa("ml-serving", "vllm-llama3-8b", "vllm-llama3-8b",
+            (HpaMetric("vllm_requests_waiting", "Pods", 5.0),
+             HpaMetric("nvidia_gpu_utilization_percent", "Pods", 60.0)), 1, 10),
+        Hpa("ml-serving", "triton-vision", "triton-vision", (HpaMetric("triton_pending_requests", "Pods", 4.0),),
+            1, 8),
+        Hpa("ml-serving", "vllm-neuron-llama32-3b", "vllm-neuron-llama32-3b",
+            (HpaMetric("neuron_core_utilization_ratio", "Pods", 0.7),), 1, 6),
+        Hpa("chat", "tgi-mistral-7b", "tgi-mistral-7b",
+            (HpaMetric("tgi_requests_waiting", "External", 8.0, "average", "tgi-mistral-7b"),), 1, 8),
+    ]

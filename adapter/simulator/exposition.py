@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from adapter.simulator import labels as L
 from adapter.simulator import values as V
 from adapter.simulator.histograms import MixtureHistogram
+from adapter.simulator.hpas import render_hpas
 from adapter.simulator.ksm import render_ksm
 from adapter.simulator.topology import NeuronRuntime
 
@@ -82,6 +83,8 @@ class Exposition:
         self._triton(out, t)
         self._tgi(out, t)
         out += self.static
+        if self.fleet.topology.hpas:
+            out += render_hpas(self.fleet.topology, self.fleet.truth(t))
         out.append("")
         return "\n".join(out)
 

@@ -97,6 +97,29 @@ class ModelServer:
     request_rate: float = 5.0  # requests/s per model (constant; latency follows the load)
 
 
+@dataclass(frozen=True, slots=True)
+class HpaMetric:
+    """One ``spec.metrics`` entry: a Pods metric (``averageValue``) or an External one."""
+
+    name: str
+    kind: str  # "Pods" | "External"
+    target: float
+    target_type: str = "average"  # kube-state-metrics' metric_target_type: "average" | "value"
+    external_key: str = ""  # External: the selected model / service
+
+
+@dataclass(frozen=True, slots=True)
+class Hpa:
+    """A HorizontalPodAutoscaler over a Deployment, as kube-state-metrics reports it."""
+
+    namespace: str
+    name: str
+    deployment: str
+    metrics: tuple[HpaMetric, ...]
+    min_replicas: int = 1
+    max_replicas: int = 10
+
+
 @dataclass
 class Topology:
     nodes: list[Node] = field(default_factory=list)
@@ -105,6 +128,7 @@ class Topology:
     neuron_nodes: list[NeuronNode] = field(default_factory=list)
     runtimes: list[NeuronRuntime] = field(default_factory=list)
     servers: list[ModelServer] = field(default_factory=list)
+    hpas: list[Hpa] = field(default_factory=list)
     ksm: Pod | None = None
 
 

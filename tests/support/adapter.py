@@ -48,8 +48,9 @@ class Adapter:
 
 
 @contextlib.contextmanager
-def adapter(tmp: Path, prometheus_url: str, *args: str, ready: bool = True) -> Iterator[Adapter]:
-    port = free_port()
+def adapter(tmp: Path, prometheus_url: str, *args: str, ready: bool = True,
+            port: int | None = None) -> Iterator[Adapter]:
+    port = port or free_port()
     log = tmp / f"adapter-{port}.log"
     cmd = python_module("adapter", "serve", "--prometheus-url", prometheus_url, "--secure-port", str(port),
                         "--bind-address", "127.0.0.1", "--cert-dir", str(tmp / "certs"),
