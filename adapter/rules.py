@@ -96,11 +96,19 @@ class DiscoveryRule(_Strict):
         return v
 
 
+class PresetRef(_Strict):
+    """A preset with parameters: ``{name: vllm, params: {queuePerReplica: 5}}`` (a plain name is the same
+    preset with its defaults)."""
+
+    name: str
+    params: dict[str, float] = Field(default_factory=dict)
+
+
 class RulesFile(_Strict):
     rules: list[DiscoveryRule] = Field(default_factory=list)
     external_rules: list[DiscoveryRule] = Field(default_factory=list, alias="externalRules")
     resource_rules: dict[str, Any] | None = Field(default=None, alias="resourceRules")
-    presets: list[str] = Field(default_factory=list)
+    presets: list[str | PresetRef] = Field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -166,17 +174,24 @@ def available_presets() -> list[str]:
     return sorted(p.name[:-5] for p in files.iterdir() if p.name.endswith(".yaml"))
 
 
-def preset_text(name: str) -> str:
+def preset_text(name: str, params: dict[str, float] | None = None) -> str:
+    """The preset's rules file, its ``${param}`` placeholders filled (defaults unless ``params`` says)."""
+    from adapter.presets import PresetParamError, render  # noqa: PLC0415 - the package holding the files
+
     if name not in available_presets():
         raise ConfigError(f"unknown preset {name!r} (available: {', '.join(available_presets()) or 'none'})")
-    return (resources.files(PRESET_PACKAGE) / f"{name}.yaml").read_text(encoding="utf-8")
+    text = (resources.files(PRESET_PACKAGE) / f"{name}.yaml").read_text(encoding="utf-8")
+    try:
+        return render(name, text, params or {})
+    except PresetParamError as e:
+        raise ConfigError(f"preset {name!r}: {e}") from e
 
 
 def load_rules(config: Path | None, presets: tuple[str, ...] = ()) -> LoadedRules:
     """Load the user's file (if any) and every preset it or the flags name, strictly."""
     rules: list[SourcedRule] = []
     external: list[SourcedRule] = []
-    wanted: list[str] = []
+    wanted: list[tuple[str, dict[str, float]]] = []
     if config is not None:
         try:
             text = config.read_text(encoding="utf-8")
@@ -188,15 +203,23 @@ def load_rules(config: Path | None, presets: tuple[str, ...] = ()) -> LoadedRule
                         config)
         rules += [SourcedRule(r, str(config), "rules", i) for i, r in enumerate(rf.rules)]
         external += [SourcedRule(r, str(config), "externalRules", i) for i, r in enumerate(rf.external_rules)]
-        wanted += rf.presets
-    wanted += list(presets)
+        wanted += [(p, {}) if isinstance(p, str) else (p.name, dict(p.params)) for p in rf.presets]
+    wanted += [(p, {}) for p in presets]
     seen: list[str] = []
-    for name in wanted:
+    chosen: dict[str, dict[str, float]] = {}
+    for name, params in wanted:
         if name in seen:
+            if params and params != chosen[name]:
+                raise ConfigError(f"{config}: presets: {name!r} is listed twice with different params")
             continue
         seen.append(name)
+        chosen[name] = params
         source = f"preset:{name}"
-        pf = parse_rules_text(preset_text(name), source)
+        try:
+            text = preset_text(name, params)
+        except ConfigError as e:
+            raise ConfigError(f"{config}: presets: {e}" if config is not None else str(e)) from e
+        pf = parse_rules_text(text, source)
         rules += [SourcedRule(r, source, "rules", i) for i, r in enumerate(pf.rules)]
         external += [SourcedRule(r, source, "externalRules", i) for i, r in enumerate(pf.external_rules)]
     return LoadedRules(tuple(rules), tuple(external), tuple(seen))
