@@ -175,7 +175,8 @@ ROWS: tuple[Row, ...] = (
               "vLLM KV-cache usage per pod (1 = full; the engine preempts requests near 1).",
               (Target(f"max by (namespace, pod, model_name) (vllm:kv_cache_usage_perc{{{NS}}})",
                       "{{pod}} {{model_name}}"),),
-              unit="percentunit", threshold=Threshold(0.8, "docs/presets.md vllm saturation kvCacheTarget")),
+              unit="percentunit", threshold=Threshold(0.8, "the vllm preset's kvCacheTarget default: llm-d's "
+                                                                         "saturation thresholds, docs/presets.md")),
         Panel("Queue depth",
               "Requests waiting per pod: vLLM num_requests_waiting, TGI queue_size, Triton pending requests.",
               (Target(f"sum by (namespace, pod) (vllm:num_requests_waiting{{{NS}}})", "vLLM {{pod}}"),

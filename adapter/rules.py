@@ -15,10 +15,19 @@ import logging
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from adapter.errors import ConfigError
 
@@ -108,7 +117,10 @@ class RulesFile(_Strict):
     rules: list[DiscoveryRule] = Field(default_factory=list)
     external_rules: list[DiscoveryRule] = Field(default_factory=list, alias="externalRules")
     resource_rules: dict[str, Any] | None = Field(default=None, alias="resourceRules")
-    presets: list[str | PresetRef] = Field(default_factory=list)
+    # a name, or {name, params}; tagged so that an error names the entry's own field
+    presets: list[Annotated[Annotated[str, Tag("name")] | Annotated[PresetRef, Tag("entry")],
+                            Discriminator(lambda v: "name" if isinstance(v, str) else "entry")]] = Field(
+        default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -22,25 +22,24 @@ class Param:
     source: str
 
 
-_QUEUE = ("requests waiting per replica that count as full (1.0 of the saturation ratio)",
-          "AWS's EKS guide starts vLLM HPAs at 25 waiting per pod for a measured g6e 8B replica; 5 reacts "
-          "before the queue is long, the target the examples and the demo use")
+_WVA = ("llm-d's defaults: the gateway's saturation detector (gateway-api-inference-extension, queueDepthThreshold 5, "
+        "kvCacheUtilThreshold 0.8) and WVA's kvCacheThreshold 0.80 / queueLengthThreshold 5 "
+        "(workload-variant-autoscaler docs/saturation-scaling-config.md)")
+_QUEUE = ("requests waiting per replica that count as full (1.0 of the saturation ratio)", _WVA)
 PARAMS: dict[str, dict[str, Param]] = {
     "vllm": {
         "queuePerReplica": Param(5.0, *_QUEUE),
-        "kvCacheTarget": Param(0.8, "KV-cache usage (0-1) that counts as full",
-                               "headroom before vLLM preempts requests when the KV cache is full "
-                               "(vLLM docs, 'Preemption'); the value WVA's saturation analyzer starts from"),
+        "kvCacheTarget": Param(0.8, "KV-cache usage (0-1) that counts as full", _WVA),
     },
     "sglang": {
         "queuePerReplica": Param(5.0, *_QUEUE),
         "tokenUsageTarget": Param(0.8, "KV-cache token usage (sglang:token_usage, 0-1) that counts as full",
-                                  "same headroom as vLLM's kvCacheTarget"),
+                                  "vLLM's kvCacheTarget: " + _WVA),
     },
     "nim": {
         "queuePerReplica": Param(5.0, *_QUEUE),
         "kvCacheTarget": Param(0.8, "KV-cache usage (gpu_cache_usage_perc, 0-1) that counts as full",
-                               "same headroom as vLLM's kvCacheTarget (NIM for LLMs runs vLLM or TensorRT-LLM)"),
+                               "vLLM's kvCacheTarget: " + _WVA),
     },
     "tgi": {
         "queuePerReplica": Param(5.0, *_QUEUE),

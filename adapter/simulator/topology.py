@@ -90,11 +90,25 @@ class NeuronRuntime:
 
 @dataclass(frozen=True, slots=True)
 class ModelServer:
-    kind: str  # "vllm" | "triton" | "tgi"
+    kind: str  # "vllm" | "triton" | "tgi" | "sglang" | "nim"
     pod: Pod
     models: tuple[str, ...]
     service: str
     request_rate: float = 5.0  # requests/s per model (constant; latency follows the load)
+    legacy_names: bool = False  # vLLM: the pre-0.9 KV-cache name (vllm:gpu_cache_usage_perc)
+
+
+@dataclass(frozen=True, slots=True)
+class PoolDemand:
+    """Requests held at the inference gateway (llm-d EPP flow control) for one model of an
+    InferencePool, and the replicas WVA wants for its Deployment (which may have zero pods)."""
+
+    namespace: str
+    pool: str  # inference_pool
+    model: str  # target_model_name
+    deployment: str  # WVA's variant_name
+    phase: float
+    queue_at_full: float  # requests queued at load 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +143,9 @@ class Topology:
     runtimes: list[NeuronRuntime] = field(default_factory=list)
     servers: list[ModelServer] = field(default_factory=list)
     hpas: list[Hpa] = field(default_factory=list)
+    demand: list[PoolDemand] = field(default_factory=list)
+    gateway: Pod | None = None  # the EPP pod (llm-d inference scheduler)
+    wva: Pod | None = None  # the Workload Variant Autoscaler controller
     ksm: Pod | None = None
 
 
