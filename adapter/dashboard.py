@@ -172,16 +172,21 @@ ROWS: tuple[Row, ...] = (
               unit="percentunit", threshold=Threshold(0.7, "examples/hpa-neuron-utilization.yaml, "
                                                            "hpa-gpu-utilization.yaml (70 %)")),
         Panel("KV-cache usage",
-              "vLLM KV-cache usage per pod (1 = full; the engine preempts requests near 1).",
-              (Target(f"max by (namespace, pod, model_name) (vllm:kv_cache_usage_perc{{{NS}}})",
-                      "{{pod}} {{model_name}}"),),
+              "KV-cache usage per pod (1 = full; the engine preempts requests near 1): vLLM (either name), "
+              "SGLang token usage, NIM.",
+              (Target(f"max by (namespace, pod, model_name) (vllm:kv_cache_usage_perc{{{NS}}} "
+                      f"or vllm:gpu_cache_usage_perc{{{NS}}})", "vLLM {{pod}} {{model_name}}"),
+               Target(f"max by (namespace, pod, model_name) (sglang:token_usage{{{NS}}})", "SGLang {{pod}}"),
+               Target(f"max by (namespace, pod, model_name) (gpu_cache_usage_perc{{{NS}}})", "NIM {{pod}}")),
               unit="percentunit", threshold=Threshold(0.8, "the vllm preset's kvCacheTarget default: llm-d's "
                                                                          "saturation thresholds, docs/presets.md")),
         Panel("Queue depth",
-              "Requests waiting per pod: vLLM num_requests_waiting, TGI queue_size, Triton pending requests.",
+              "Requests waiting per pod: vLLM, TGI, Triton, SGLang, NIM.",
               (Target(f"sum by (namespace, pod) (vllm:num_requests_waiting{{{NS}}})", "vLLM {{pod}}"),
                Target(f"sum by (namespace, pod) (tgi_queue_size{{{NS}}})", "TGI {{pod}}"),
-               Target(f"sum by (namespace, pod) (nv_inference_pending_request_count{{{NS}}})", "Triton {{pod}}")),
+               Target(f"sum by (namespace, pod) (nv_inference_pending_request_count{{{NS}}})", "Triton {{pod}}"),
+               Target(f"sum by (namespace, pod) (sglang:num_queue_reqs{{{NS}}})", "SGLang {{pod}}"),
+               Target(f"sum by (namespace, pod) (num_requests_waiting{{{NS}}})", "NIM {{pod}}")),
               threshold=Threshold(25, "metrics-catalog.md (EKS guide: scale when the queue > 25)")),
         Panel("Time to first token p95 and end-to-end p95",
               "vLLM per model, over the rate window; TGI end-to-end per service.",
@@ -202,6 +207,16 @@ ROWS: tuple[Row, ...] = (
                       f"/ clamp_min(sum by (namespace, pod) "
                       f"(rate(nv_inference_request_success{{{NS}}}[{RATE}])), 1e-9)", "{{pod}}"),),
               unit="µs", threshold=Threshold(50, "examples/hpa-triton-queue-time.yaml (NVIDIA's chart, 50 µs)")),
+        Panel("Gateway queue and WVA's desired replicas (llm-d)",
+              "Requests held by the llm-d gateway's flow control per pool and model (served while the model "
+              "has zero pods: scale from zero), and the replicas the Workload Variant Autoscaler wants.",
+              (Target(f"sum by (inference_pool, target_model_name) (llm_d_epp_flow_control_queue_size{{{NS}}})\n"
+                      f"or sum by (inference_pool, target_model_name) "
+                      f"(inference_extension_flow_control_queue_size{{{NS}}})",
+                      "queued {{inference_pool}} {{target_model_name}}"),
+               Target('max by (exported_namespace, variant_name) '
+                      '(wva_desired_replicas{exported_namespace=~"$namespace"})',
+                      "WVA desired {{variant_name}}"))),
     )),
 )
 

@@ -65,5 +65,6 @@ def test_queries_cover_every_named_source() -> None:
                    "accel_adapter_prometheus_queries_total", "accel_adapter_cache_hits_total",
                    "accel_adapter_cache_coalesced_total", "accel_adapter_requests_total",
                    "accel_adapter_request_duration_seconds", "DCGM_FI_PROF_GR_ENGINE_ACTIVE",
-                   "vllm:kv_cache_usage_perc", "vllm:num_requests_waiting", "vllm:time_to_first_token_seconds"):
+                   "vllm:kv_cache_usage_perc", "vllm:num_requests_waiting", "vllm:time_to_first_token_seconds",
+                   "sglang:num_queue_reqs", "llm_d_epp_flow_control_queue_size", "wva_desired_replicas"):
         assert series in text, series
