@@ -127,6 +127,13 @@ ROWS: tuple[Row, ...] = (
                Target("sum by (endpoint, reason) "
                       f"(rate(accel_adapter_prometheus_query_errors_total{{{JOB}}}[{RATE}]))",
                       "{{endpoint}} error: {{reason}}", only_when_it_happens=True)), unit="reqps"),
+        Panel("Query latency and errors by rule (p95)",
+              "Value queries sent per rule (cache misses): p95 duration by preset (or rules file) and rule, and "
+              "queries per second by preset and outcome. Sum by source for one line per preset.",
+              (Target(_q(0.95, "accel_adapter_rule_query_duration_seconds", "source, rule", JOB),
+                      "{{source}} {{rule}} p95"),
+               Target(f"sum by (source, outcome) (rate(accel_adapter_rule_queries_total{{{JOB}}}[{RATE}]))",
+                      "{{source}} {{outcome}}")), unit="s"),
         Panel("Series discovery",
               "Series and metric names found by the last relist, and seconds since it succeeded.",
               (Target(f"accel_adapter_series_discovered{{{JOB}}}", "series"),

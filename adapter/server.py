@@ -83,7 +83,7 @@ def build(st: Settings, *, registry: CollectorRegistry | None = None,
         timeout=min(st.prometheus_timeout, st.request_timeout), max_concurrency=st.prometheus_max_concurrency,
     ), on_call=on_call)
     runner = QueryRunner(backend.query, ttl=st.cache_ttl, max_entries=st.cache_max_entries,
-                         on_event=metrics.cache_observer("query"))
+                         on_event=metrics.cache_observer("query"), on_rule_query=metrics.observe_rule_query)
 
     def on_relist(seconds: float, index: SeriesIndex) -> None:
         metrics.observe_relist(seconds, series=index.series_count,

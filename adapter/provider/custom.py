@@ -59,7 +59,7 @@ class CustomMetricsProvider:
 
     async def _query(self, namer: MetricNamer, plan: QueryPlan, policy: Policy) -> QueryResult:
         try:
-            return await self.runner.run_plan(plan, policy.cache_ttl)
+            return await self.runner.run_plan(plan, policy.cache_ttl, namer.rule_label)
         except AdapterError as e:
             log.warning("query failed", extra={"rule": namer.where, "promql": plan.send, "error": e.message,
                                                "code": e.code})

@@ -39,7 +39,7 @@ class ExternalMetricsProvider:
         plan = self._plans.get(namer, rendered, external=True)
         key = (metric, namespace if namer.namespaced_external else "", selector.raw)
         try:
-            result: QueryResult | None = await self.runner.run_plan(plan, policy.cache_ttl)
+            result: QueryResult | None = await self.runner.run_plan(plan, policy.cache_ttl, namer.rule_label)
         except AdapterError as e:
             log.warning("query failed", extra={"rule": namer.where, "promql": plan.send, "error": e.message,
                                                "code": e.code})

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 from collections.abc import Awaitable, Callable
 
 from adapter.cache import QueryCache
@@ -16,6 +17,8 @@ from adapter.model import QueryResult, Sample
 from adapter.naming.shape import AGE_LABEL, QueryPlan
 
 QueryFn = Callable[[str], Awaitable[QueryResult]]
+RuleLabel = tuple[str, str]  # (source, rule): ("preset:vllm", "rules[8]")
+OnRuleQuery = Callable[[str, str, str, float], None]  # source, rule, outcome, seconds
 
 
 def _size_of(result: QueryResult) -> int:
@@ -47,8 +50,10 @@ class QueryRunner:
 
     def __init__(self, query: QueryFn, *, ttl: float, max_entries: int,
                  on_event: Callable[[str], None] | None = None,
-                 clock: Callable[[], float] | None = None, max_bytes: int = 64 * 1024 * 1024) -> None:
+                 clock: Callable[[], float] | None = None, max_bytes: int = 64 * 1024 * 1024,
+                 on_rule_query: OnRuleQuery | None = None) -> None:
         self._query = query
+        self._on_rule_query = on_rule_query
         self.ttl = ttl
         kwargs = {"clock": clock} if clock is not None else {}
         self.cache: QueryCache[str, QueryResult] = QueryCache(
@@ -64,12 +69,27 @@ class QueryRunner:
         key = sys.intern(promql) if len(promql) < 512 else promql
         return await self.cache.get_or_load(key, lambda: self._query(promql), ttl)
 
-    async def run_plan(self, plan: QueryPlan, ttl: float | None = None) -> QueryResult:
-        """The value query of ``plan`` with the data's age (``QueryResult.ages``)."""
+    async def run_plan(self, plan: QueryPlan, ttl: float | None = None, rule: RuleLabel | None = None
+                       ) -> QueryResult:
+        """The value query of ``plan`` with the data's age (``QueryResult.ages``); a query actually sent
+        (not answered by the cache) is reported per ``rule`` to ``on_rule_query``."""
         if plan.combined or plan.age is None:
             key = sys.intern(plan.send) if len(plan.send) < 512 else plan.send
-            return await self.cache.get_or_load(key, lambda: self._load_combined(plan.send), ttl)
-        return await self.cache.get_or_load("\x00ages\x00" + plan.value, lambda: self._load_apart(plan), ttl)
+            return await self.cache.get_or_load(key, lambda: self._timed(rule, self._load_combined(plan.send)), ttl)
+        return await self.cache.get_or_load("\x00ages\x00" + plan.value,
+                                            lambda: self._timed(rule, self._load_apart(plan)), ttl)
+
+    async def _timed(self, rule: RuleLabel | None, load: Awaitable[QueryResult]) -> QueryResult:
+        if rule is None or self._on_rule_query is None:
+            return await load
+        start = time.perf_counter()
+        outcome = "error"
+        try:
+            result = await load
+            outcome = "success"
+            return result
+        finally:
+            self._on_rule_query(rule[0], rule[1], outcome, time.perf_counter() - start)
 
     async def _load_combined(self, promql: str) -> QueryResult:
         return split_ages(await self._query(promql))

@@ -63,6 +63,7 @@ def test_queries_cover_every_named_source() -> None:
                    "kube_horizontalpodautoscaler_spec_max_replicas", "accel_adapter_value_age_seconds",
                    "accel_adapter_values_withheld_total", "accel_adapter_prometheus_query_duration_seconds",
                    "accel_adapter_prometheus_queries_total", "accel_adapter_cache_hits_total",
+                   "accel_adapter_rule_query_duration_seconds", "accel_adapter_rule_queries_total",
                    "accel_adapter_cache_coalesced_total", "accel_adapter_requests_total",
                    "accel_adapter_request_duration_seconds", "DCGM_FI_PROF_GR_ENGINE_ACTIVE",
                    "vllm:kv_cache_usage_perc", "vllm:num_requests_waiting", "vllm:time_to_first_token_seconds",
