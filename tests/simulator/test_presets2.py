@@ -4,9 +4,11 @@ has zero pods), each by direct PromQL and through the real adapter, against the 
 
 from __future__ import annotations
 
+import time
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -34,6 +36,7 @@ KEY = {"vllm": "model_name", "triton": "model", "tgi": "service", "sglang": "mod
        "llmd_gateway_queue_requests": "target_model_name", "wva_desired_replicas": "variant_name"}
 NS_LABEL = {"wva_desired_replicas": "exported_namespace"}
 PRESETS = ("vllm", "tgi", "triton", "sglang", "nim", "llm-d")
+K = TypeVar("K")
 
 
 def _ids(params: list[tuple[str, str]]) -> list[str]:
@@ -51,10 +54,11 @@ def ad(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Adapt
         yield a
 
 
-def _external(ad: Adapter, ns: str, metric: str, label: str, selector: str = "") -> dict[str, float] | None:
+def _external(ad: Adapter, ns: str, metric: str, label: str, selector: str = "",
+              strict: bool = True) -> dict[str, float] | None:
     q = f"?labelSelector={urllib.parse.quote(selector)}" if selector else ""
     status, doc, _ = ad.get(f"/apis/external.metrics.k8s.io/v1beta1/namespaces/{ns}/{metric}{q}")
-    if status == 404:
+    if status == 404 or (status != 200 and not strict):
         return None
     assert status == 200, doc
     items = doc["items"]
@@ -85,9 +89,7 @@ def test_per_model_direct_promql(stack: Stack, preset: str, metric: str) -> None
         assert by_label(res, label) == {model: pytest.approx(v, rel=1e-6)}, (ns, model)
 
 
-@pytest.mark.parametrize(("preset", "metric"), CUSTOM, ids=_ids(CUSTOM))
-def test_per_pod_through_the_adapter(ad: Adapter, stack: Stack, preset: str, metric: str) -> None:
-    want = stack.fleet.truth().custom[metric]
+def _pods(ad: Adapter, stack: Stack, metric: str) -> dict[tuple[str, str], float]:
     got: dict[tuple[str, str], float] = {}
     for ns in namespaces(stack.fleet):
         status, doc, _ = ad.get(f"/apis/custom.metrics.k8s.io/v1beta2/namespaces/{ns}/pods/%2A/{metric}")
@@ -96,6 +98,23 @@ def test_per_pod_through_the_adapter(ad: Adapter, stack: Stack, preset: str, met
         assert status == 200, doc
         got.update({(ns, i["describedObject"]["name"]): parse_quantity(i["value"])  # type: ignore[index]
                     for i in doc["items"]})  # type: ignore[union-attr]
+    return got
+
+
+def _until_same_keys(read: Callable[[], dict[K, float]], want: dict[K, float]) -> dict[K, float]:
+    """Bounded retry (15 s): a scrape landing mid-query can hide a series once (as test_through_adapter)."""
+    deadline = time.monotonic() + 15
+    while True:
+        got = read()
+        if set(got) == set(want) or time.monotonic() > deadline:
+            return got
+        time.sleep(1.2)
+
+
+@pytest.mark.parametrize(("preset", "metric"), CUSTOM, ids=_ids(CUSTOM))
+def test_per_pod_through_the_adapter(ad: Adapter, stack: Stack, preset: str, metric: str) -> None:
+    want = stack.fleet.truth().custom[metric]
+    got = _until_same_keys(lambda: _pods(ad, stack, metric), want)
     assert set(got) == set(want)
     for key, v in want.items():
         assert got[key] == pytest.approx(v, rel=1e-6, abs=1e-3), key
@@ -107,9 +126,9 @@ def test_per_model_through_the_adapter(ad: Adapter, stack: Stack, preset: str, m
     by_ns: dict[str, dict[str, float]] = {}
     for (ns, model), v in want.items():
         by_ns.setdefault(ns, {})[model] = v
+    label = _key(preset, metric)
     for ns, models in by_ns.items():
-        got = _external(ad, ns, metric, _key(preset, metric))
-        assert got is not None, (ns, metric)
+        got = _until_same_keys(lambda ns=ns: _external(ad, ns, metric, label, strict=False) or {}, models)
         assert got == {m: pytest.approx(v, rel=1e-6, abs=1e-3) for m, v in models.items()}, ns
 
 
