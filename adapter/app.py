@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from starlette.applications import Starlette
@@ -62,8 +62,8 @@ class AccessLog:
 
 def create_app(handlers: Handlers, readiness: Readiness, metrics: Metrics | None = None, *,
                external_enabled: bool = True,
-               wrap: Callable[[ASGIApp], ASGIApp] | None = None) -> ASGIApp:
-    routes: list[Route] = []
+               wrap: Callable[[ASGIApp], ASGIApp] | None = None, extra_routes: Sequence[Route] = ()) -> ASGIApp:
+    routes: list[Route] = list(extra_routes)  # other API groups (explain.accel-metrics.io)
 
     def add_route(path: str, endpoint: Callable[[Request], Awaitable[Response]]) -> None:
         routes.append(Route(path, endpoint, methods=["GET"]))
@@ -121,8 +121,12 @@ def create_app(handlers: Handlers, readiness: Readiness, metrics: Metrics | None
 
     # Starlette, not FastAPI: every route is a plain ASGI endpoint, and FastAPI's import (its OpenAPI
     # models) costs about 11 MB of RSS for nothing we use.
-    asgi: Any = Starlette(routes=routes, exception_handlers={
+    # No slash redirects: Starlette would answer ``/healthz/`` with a 307 to a URL built from the Host
+    # header (an open redirect); the Kubernetes API never redirects, it answers 404.
+    starlette = Starlette(routes=routes, exception_handlers={
         AdapterError: on_adapter_error, HTTPException: on_http_error, Exception: on_unexpected})
+    starlette.router.redirect_slashes = False
+    asgi: Any = starlette
     if wrap is not None:
         asgi = wrap(asgi)
     return AccessLog(asgi, metrics)

@@ -113,6 +113,18 @@ class QueryCache(Generic[K, V]):
             return None
         return entry.value
 
+    def entry_info(self, key: K) -> tuple[float, float] | None:
+        """(age in seconds, TTL) of the fresh entry for ``key``, or None; touches nothing."""
+        entry = self._entries.get(key)
+        now = self._clock()
+        if entry is None or entry.expires_at <= now:
+            return None
+        return entry.ttl - (entry.expires_at - now), entry.ttl
+
+    def loading(self, key: K) -> bool:
+        """Whether a load for ``key`` is in flight."""
+        return key in self._inflight
+
     async def get_or_load(self, key: K, loader: Callable[[], Awaitable[V]], ttl: float | None = None) -> V:
         """Fresh cached value, else the result of the one in-flight/new ``loader()`` call for ``key``.
 

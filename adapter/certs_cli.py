@@ -24,6 +24,7 @@ APISERVICES = (
     "v1beta1.custom.metrics.k8s.io",
     "v1beta2.custom.metrics.k8s.io",
     "v1beta1.external.metrics.k8s.io",
+    "v1alpha1.explain.accel-metrics.io",
 )
 
 

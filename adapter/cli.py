@@ -18,7 +18,7 @@ from adapter.errors import ConfigError
 log = logging.getLogger("adapter")
 
 # subcommands owned by their own modules: each exposes register(subparsers)
-_PLUGGABLE = ("adapter.simulator.cli", "adapter.certs_cli", "adapter.demo")
+_PLUGGABLE = ("adapter.simulator.cli", "adapter.certs_cli", "adapter.demo", "adapter.explain.dryrun")
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -42,7 +42,27 @@ def _check_config(args: argparse.Namespace) -> int:
     custom, external = server.compile_rules(rules, StaticResourceMapper())
     print(f"ok: {len(custom)} rules, {len(external)} externalRules"
           + (f", presets: {', '.join(rules.presets)}" if rules.presets else ""))
-    return 0
+    if not args.prometheus_url:
+        return 0
+    from adapter.provider.probe import probe  # noqa: PLC0415
+
+    st = settings.from_args(args)
+    backend = server.prometheus_backend(st)
+    quiet = logging.getLogger("adapter.backends")  # each rule's line below says it; no outage log lines
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        reports = asyncio.run(probe(custom, external, backend.series, st.series_max_age))
+    finally:
+        quiet.setLevel(level)
+        backend.close()
+    print(f"series discovery against {st.prometheus_url} (last {st.series_max_age:g}s):")
+    for r in reports:
+        print(f"  {r.line()}")
+    failed = sum(1 for r in reports if r.error)
+    if failed:
+        print(f"accel-adapter: series discovery failed for {failed} of {len(reports)} rules", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def _presets(args: argparse.Namespace) -> int:
@@ -59,9 +79,19 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the aggregated API server")
     settings.build_parser(serve)
     serve.set_defaults(func=_serve)
-    check = sub.add_parser("check-config", help="load and compile a rules file (and presets), then exit")
+    check = sub.add_parser("check-config", help="load and compile a rules file (and presets), then exit; "
+                           "with --prometheus-url also run each seriesQuery once")
     check.add_argument("--config")
     check.add_argument("--preset", action="append", dest="presets")
+    check.add_argument("--prometheus-url", help="also run each seriesQuery once against this Prometheus and "
+                       "report per rule what it found (exit 1 if any failed)")
+    for flag in ("--prometheus-timeout", "--metrics-max-age", "--prometheus-token-file", "--prometheus-ca-file",
+                 "--prometheus-client-tls-cert-file", "--prometheus-client-tls-key-file"):
+        check.add_argument(flag, help="as for serve; used with --prometheus-url")
+    check.add_argument("--prometheus-header", action="append", help="as for serve (repeatable)")
+    check.add_argument("--prometheus-auth", choices=["none", "sigv4"], help="as for serve; used with --prometheus-url")
+    for flag in ("--prometheus-sigv4-region", "--prometheus-sigv4-role-arn", "--prometheus-sigv4-external-id"):
+        check.add_argument(flag, help="as for serve; used with --prometheus-url")
     check.set_defaults(func=_check_config)
     presets = sub.add_parser("presets", help="list the built-in presets and the metrics they define")
     presets.add_argument("-o", "--output", choices=["table", "json"], default="table")

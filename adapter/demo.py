@@ -130,6 +130,8 @@ def stack(args: argparse.Namespace) -> Iterator[tuple[str, ssl.SSLContext]]:
         ctx.verify_mode = ssl.CERT_NONE
         base = f"https://127.0.0.1:{adapter_port}"
         _wait(f"{base}/readyz", adapter, "adapter", tmp / "adapter.log", ctx)
+        # readiness does not wait for Prometheus: wait for the first series discovery to serve a metric
+        _wait(base + WORKLOADS[0].path(), adapter, "adapter's first series discovery", tmp / "adapter.log", ctx)
         # the server's own certificate is in cert-dir: from here on, verify it
         ctx = ssl.create_default_context(cafile=str(tmp / "certs" / "apiserver.crt"))
         ctx.check_hostname = False

@@ -42,11 +42,7 @@ class Workload:
         return f"{self.metric_type} metric {self.metric} ({self.target_field} {self.target:g}{sel})"
 
 
-def parse_quantity(text: str) -> float:
-    suffixes = {"n": 1e-9, "u": 1e-6, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18}
-    if text and text[-1] in suffixes:
-        return float(text[:-1]) * suffixes[text[-1]]
-    return float(text)
+parse_quantity = hpa.parse_quantity  # one Quantity parser (adapter.hpa), kept here for the demo's callers
 
 
 @dataclass(frozen=True)

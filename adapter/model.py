@@ -5,8 +5,20 @@ Nothing here does I/O or knows about HTTP; the api layer turns these into wire J
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+
+_INT = re.compile(r"[+-]?[0-9]+")
+
+
+def go_int64(text: str) -> int | None:
+    """``strconv.ParseInt(text, 10, 64)``: ASCII digits with an optional sign, in int64 range; else None
+    (Python's ``int`` also takes ``1_0``, spaces and non-ASCII digits)."""
+    if not _INT.fullmatch(text):
+        return None
+    n = int(text)
+    return n if -(2**63) <= n < 2**63 else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,9 +109,8 @@ class Selector:
             elif op in ("gt", "lt"):
                 if not present:
                     return False
-                try:
-                    have, want = int(value), int(r.values[0])
-                except ValueError:
+                have, want = go_int64(value), go_int64(r.values[0])
+                if have is None or want is None:
                     return False
                 if (op == "gt" and not have > want) or (op == "lt" and not have < want):
                     return False

@@ -14,9 +14,12 @@ registry per process (tests one per test) and passes it in. All names start with
 | accel_adapter_rule_queries_total | counter | source (preset:<name> or file), rule (rules[i]), outcome |
 | accel_adapter_rule_query_duration_seconds | histogram | source, rule |
 | accel_adapter_cache_{hits,misses,coalesced,evictions,refreshes}_total | counter | cache |
+| accel_adapter_prometheus_up | gauge | 1 while Prometheus answers, 0 while it is unreachable (or answers 502-504) |
 | accel_adapter_relist_duration_seconds | histogram | |
-| accel_adapter_relist_errors_total | counter | |
-| accel_adapter_relist_last_success_timestamp_seconds | gauge | |
+| accel_adapter_relist_errors_total | counter | relists where at least one seriesQuery failed |
+| accel_adapter_relist_last_success_timestamp_seconds | gauge | last relist where every seriesQuery succeeded |
+| accel_adapter_series_discovery_errors_total | counter | source (file or preset:name), rule (e.g. rules[1]) |
+| accel_adapter_series_discovery_ok | gauge | source, rule: 1 if the rule's last discovery succeeded |
 | accel_adapter_series_discovered | gauge | |
 | accel_adapter_metrics_discovered | gauge | api (custom, external) |
 | accel_adapter_value_age_seconds | histogram | |
@@ -32,7 +35,7 @@ import bisect
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import HistogramMetricFamily
@@ -97,6 +100,15 @@ class Metrics:
                                      registry=r)
         self.relist_last_success = Gauge(
             f"{p}_relist_last_success_timestamp_seconds", "Unix time of the last successful relist.",
+            registry=r)
+        self.series_discovery_errors = Counter(
+            f"{p}_series_discovery_errors_total", "Failed series discoveries, by rule (a failed rule keeps "
+            "its last good series).", ("source", "rule"), registry=r)
+        self.series_discovery_ok = Gauge(
+            f"{p}_series_discovery_ok", "1 if the rule's last series discovery succeeded, else 0.",
+            ("source", "rule"), registry=r)
+        self.prometheus_up = Gauge(
+            f"{p}_prometheus_up", "1 while Prometheus answers, 0 while it is unreachable or answers 502-504.",
             registry=r)
         self.series_discovered = Gauge(
             f"{p}_series_discovered", "Series found by the last successful relist.", registry=r)
@@ -183,13 +195,32 @@ class Metrics:
 
     # -- discovery -------------------------------------------------------------------------
 
-    def observe_relist(self, seconds: float, *, series: int, metrics: Mapping[str, int]) -> None:
-        """A successful relist: its duration, the series seen and metric names per API."""
+    def observe_relist(self, seconds: float, *, series: int, metrics: Mapping[str, int],
+                       complete: bool = True) -> None:
+        """A relist: its duration, the series indexed and metric names per API; ``complete`` when every
+        seriesQuery succeeded (else it counts as a relist error)."""
         self.relist_duration.observe(seconds)
-        self.relist_last_success.set(self._wall_clock())
+        if complete:
+            self.relist_last_success.set(self._wall_clock())
+        else:
+            self.relist_errors.inc()
         self.series_discovered.set(series)
         for api, count in metrics.items():
             self.metrics_discovered.labels(api).set(count)
+
+    def rules_known(self, rules: Iterable[tuple[str, str]]) -> None:
+        """Pre-create the per-rule series (``(source, rule)``) so rates work from the first scrape."""
+        for source, rule in rules:
+            self.series_discovery_errors.labels(source, rule)
+            self.series_discovery_ok.labels(source, rule).set(0)
+
+    def observe_rule_discovery(self, source: str, rule: str, ok: bool) -> None:
+        self.series_discovery_ok.labels(source, rule).set(1 if ok else 0)
+        if not ok:
+            self.series_discovery_errors.labels(source, rule).inc()
+
+    def set_prometheus_up(self, up: bool) -> None:
+        self.prometheus_up.set(1 if up else 0)
 
     def relist_failed(self, seconds: float) -> None:
         self.relist_duration.observe(seconds)

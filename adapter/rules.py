@@ -11,11 +11,13 @@ Every error names the file, the rule (list and index) and the field, e.g.
 
 from __future__ import annotations
 
+import difflib
 import logging
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import (
@@ -172,13 +174,54 @@ def parse_rules_text(text: str, source: str) -> RulesFile:
     try:
         return RulesFile.model_validate(data)
     except ValidationError as e:
-        first = e.errors()[0]
-        where = _loc(tuple(first["loc"]))
-        msg = first["msg"]
-        if first["type"] == "extra_forbidden":
-            msg = "unknown field"
-        more = f" (and {e.error_count() - 1} more errors)" if e.error_count() > 1 else ""
-        raise ConfigError(f"{source}: {where}: {msg}{more}") from e
+        raise ConfigError(f"{source}: {_first_error(e)}") from e
+
+
+def _first_error(e: ValidationError) -> str:
+    """The error to show: an unknown key first, with the closest known field, since a misspelt key also
+    makes the field it meant "required" (that consequence is not counted as one more error)."""
+    errors = e.errors()
+    unknown = [err for err in errors if err["type"] == "extra_forbidden"]
+    first = unknown[0] if unknown else errors[0]
+    loc = tuple(first["loc"])
+    msg, meant = first["msg"], None
+    if unknown:
+        model = _model_at(loc[:-1])
+        known = sorted(f.alias or n for n, f in model.model_fields.items()) if model else []
+        close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
+        meant = _aliased((*loc[:-1], close[0])) if close else None
+        msg = "unknown field" + (f" (did you mean {close[0]}?)" if close else
+                                 f" (known fields: {', '.join(known)})" if known else "")
+    rest = [err for err in errors if err is not first
+            and not (err["type"] == "missing" and _aliased(tuple(err["loc"])) == meant)]
+    return f"{_loc(loc)}: {msg}" + (f" (and {len(rest)} more errors)" if rest else "")
+
+
+def _aliased(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
+    return tuple(_ALIASES.get(p, p) if isinstance(p, str) else p for p in loc)
+
+
+def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
+    """The model that the mapping at ``loc`` (a pydantic error location) is validated as."""
+    t: Any = RulesFile
+    for part in loc:
+        t = _optional_inner(t)
+        if isinstance(t, type) and issubclass(t, BaseModel):
+            info = next((f for n, f in t.model_fields.items() if part in (n, f.alias)), None)
+            if info is None:
+                return None
+            t = info.annotation
+        elif get_origin(t) in (list, dict):  # an index or a key: step into the item type
+            t = get_args(t)[-1]
+        else:
+            return None
+    t = _optional_inner(t)
+    return t if isinstance(t, type) and issubclass(t, BaseModel) else None
+
+
+def _optional_inner(t: Any) -> Any:
+    args = [a for a in get_args(t) if a is not type(None)]
+    return args[0] if get_origin(t) in (Union, UnionType) and len(args) == 1 else t
 
 
 def available_presets() -> list[str]:
@@ -200,9 +243,11 @@ def preset_text(name: str, params: dict[str, float] | None = None) -> str:
 
 
 def load_rules(config: Path | None, presets: tuple[str, ...] = ()) -> LoadedRules:
-    """Load the user's file (if any) and every preset it or the flags name, strictly."""
-    rules: list[SourcedRule] = []
-    external: list[SourcedRule] = []
+    """Load the user's file (if any) and every preset it or the flags name, strictly.
+
+    Presets come first and the user's rules after them: a metric name produced by several rules belongs
+    to the last one (as in prometheus-adapter), so a user rule overrides a preset metric of that name."""
+    user: tuple[list[SourcedRule], list[SourcedRule]] = ([], [])
     wanted: list[tuple[str, dict[str, float]]] = []
     if config is not None:
         try:
@@ -213,10 +258,12 @@ def load_rules(config: Path | None, presets: tuple[str, ...] = ()) -> LoadedRule
         if rf.resource_rules is not None:
             log.warning("%s: resourceRules (metrics.k8s.io) are not served by this adapter and are ignored",
                         config)
-        rules += [SourcedRule(r, str(config), "rules", i) for i, r in enumerate(rf.rules)]
-        external += [SourcedRule(r, str(config), "externalRules", i) for i, r in enumerate(rf.external_rules)]
+        user = ([SourcedRule(r, str(config), "rules", i) for i, r in enumerate(rf.rules)],
+                [SourcedRule(r, str(config), "externalRules", i) for i, r in enumerate(rf.external_rules)])
         wanted += [(p, {}) if isinstance(p, str) else (p.name, dict(p.params)) for p in rf.presets]
     wanted += [(p, {}) for p in presets]
+    rules: list[SourcedRule] = []
+    external: list[SourcedRule] = []
     seen: list[str] = []
     chosen: dict[str, dict[str, float]] = {}
     for name, params in wanted:
@@ -234,4 +281,4 @@ def load_rules(config: Path | None, presets: tuple[str, ...] = ()) -> LoadedRule
         pf = parse_rules_text(text, source)
         rules += [SourcedRule(r, source, "rules", i) for i, r in enumerate(pf.rules)]
         external += [SourcedRule(r, source, "externalRules", i) for i, r in enumerate(pf.external_rules)]
-    return LoadedRules(tuple(rules), tuple(external), tuple(seen))
+    return LoadedRules((*rules, *user[0]), (*external, *user[1]), tuple(seen))

@@ -5,16 +5,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import uvicorn
 from prometheus_client import CollectorRegistry
 from starlette.types import ASGIApp
 
 from adapter import certs
+from adapter.api.explain import explain_routes
 from adapter.api.routes import Handlers
 from adapter.api.security import SecurityMiddleware, build_security
 from adapter.api.tlsproto import build_server_ssl_context, tls_protocol_class
@@ -26,10 +29,12 @@ from adapter.errors import ConfigError
 from adapter.memory import tls_read_buffer, trim, tune_malloc
 from adapter.naming.query import MetricNamer, RuleError
 from adapter.naming.resources import StaticResourceMapper
+from adapter.naming.validate import validate
 from adapter.observability import Metrics
 from adapter.ports import ObjectResolver, ResourceMapper
 from adapter.provider.custom import CustomMetricsProvider, policies
-from adapter.provider.discovery import Relister
+from adapter.provider.discovery import Relister, RuleStatus
+from adapter.provider.explainer import Explainer
 from adapter.provider.external import ExternalMetricsProvider
 from adapter.provider.objects import KsmObjectResolver
 from adapter.provider.registry import SeriesIndex
@@ -38,6 +43,9 @@ from adapter.provider.values import Freshness, Policy
 from adapter.rules import LoadedRules, load_rules
 from adapter.settings import Settings
 from adapter.tlsreload import CertReloader
+
+if TYPE_CHECKING:
+    from adapter.backends.sigv4 import SigV4
 
 log = logging.getLogger(__name__)
 
@@ -52,15 +60,34 @@ class Built:
     rules: LoadedRules
     custom: CustomMetricsProvider
     external: ExternalMetricsProvider | None
+    explainer: Explainer | None = None
 
 
 def compile_rules(rules: LoadedRules, mapper: ResourceMapper) -> tuple[list[MetricNamer], list[MetricNamer]]:
     try:
-        custom = [MetricNamer.compile(r, mapper) for r in rules.rules]
-        external = [MetricNamer.compile(r, mapper) for r in rules.external_rules]
+        custom = [validate(MetricNamer.compile(r, mapper)) for r in rules.rules]
+        external = [validate(MetricNamer.compile(r, mapper)) for r in rules.external_rules]
     except RuleError as e:
         raise ConfigError(str(e)) from e
     return custom, external
+
+
+def sigv4_config(st: Settings) -> SigV4 | None:
+    if st.prometheus_auth != "sigv4":
+        return None
+    from adapter.backends.sigv4 import SigV4  # noqa: PLC0415 - botocore (~18 MB) only when signing
+    return SigV4(st.prometheus_sigv4_region, st.prometheus_sigv4_role_arn, st.prometheus_sigv4_external_id)
+
+
+def prometheus_backend(st: Settings, on_call: Callable[[str, str, float], None] | None = None,
+                       on_reachable: Callable[[bool], None] | None = None) -> PrometheusBackend:
+    return PrometheusBackend(PrometheusConfig(
+        url=st.prometheus_url, verb=st.prometheus_verb, headers=st.prometheus_headers,
+        token_file=st.prometheus_token_file, ca_file=st.prometheus_ca_file,
+        client_cert=st.prometheus_client_tls_cert_file, client_key=st.prometheus_client_tls_key_file,
+        timeout=min(st.prometheus_timeout, st.request_timeout), max_concurrency=st.prometheus_max_concurrency,
+        sigv4=sigv4_config(st),
+    ), on_call=on_call, on_reachable=on_reachable)
 
 
 def build(st: Settings, *, registry: CollectorRegistry | None = None,
@@ -76,18 +103,21 @@ def build(st: Settings, *, registry: CollectorRegistry | None = None,
     def on_call(endpoint: str, outcome: str, seconds: float) -> None:
         metrics.observe_query(endpoint, seconds, None if outcome == "success" else outcome)
 
-    backend = PrometheusBackend(PrometheusConfig(
-        url=st.prometheus_url, verb=st.prometheus_verb, headers=st.prometheus_headers,
-        token_file=st.prometheus_token_file, ca_file=st.prometheus_ca_file,
-        client_cert=st.prometheus_client_tls_cert_file, client_key=st.prometheus_client_tls_key_file,
-        timeout=min(st.prometheus_timeout, st.request_timeout), max_concurrency=st.prometheus_max_concurrency,
-    ), on_call=on_call)
+    backend = prometheus_backend(st, on_call=on_call, on_reachable=metrics.set_prometheus_up)
     runner = QueryRunner(backend.query, ttl=st.cache_ttl, max_entries=st.cache_max_entries,
                          on_event=metrics.cache_observer("query"), on_rule_query=metrics.observe_rule_query)
 
-    def on_relist(seconds: float, index: SeriesIndex) -> None:
+    def rule_id(namer: MetricNamer) -> tuple[str, str]:
+        return namer.sourced.source, f"{namer.sourced.list_name}[{namer.sourced.index}]"
+
+    metrics.rules_known(rule_id(n) for n in (*custom_namers, *external_namers))
+
+    def on_relist(seconds: float, index: SeriesIndex, statuses: RuleStatus) -> None:
         metrics.observe_relist(seconds, series=index.series_count,
-                               metrics={"custom": len(index.custom), "external": len(index.external)})
+                               metrics={"custom": len(index.custom), "external": len(index.external)},
+                               complete=not any(err for _, err in statuses))
+        for namer, err in statuses:
+            metrics.observe_rule_discovery(*rule_id(namer), ok=not err)
         trim()  # the relist's transient allocations (and any burst's) go back to the system
 
     relister = Relister(custom_namers, external_namers, backend.series, st.metrics_relist_interval,
@@ -101,10 +131,17 @@ def build(st: Settings, *, registry: CollectorRegistry | None = None,
     handlers = Handlers(custom, external, st.request_timeout)
 
     def readiness() -> tuple[bool, str]:
-        return relister.ready, relister.last_error or "no successful series discovery yet"
+        # "can serve the API", as k8s.io/apiserver means it: never Prometheus or discovery, which an
+        # unready aggregated server would turn into a 503 for its whole API group; their state goes to
+        # /metrics, the log, and the answers (a metric whose discovery never succeeded answers 503)
+        return True, ""
 
-    app = create_app(handlers, readiness, metrics, external_enabled=external is not None, wrap=wrap)
-    return Built(app, relister, backend, runner, metrics, rules, custom, external)
+    explainer = Explainer(custom, external, runner, relister, backend.series)
+    explain = explain_routes(explainer, st.request_timeout, custom.list_metrics,
+                             external.list_metrics if external is not None else list)
+    app = create_app(handlers, readiness, metrics, external_enabled=external is not None, wrap=wrap,
+                     extra_routes=explain)
+    return Built(app, relister, backend, runner, metrics, rules, custom, external, explainer)
 
 
 def serving_cert(st: Settings) -> tuple[Path, Path]:
@@ -139,7 +176,10 @@ async def run(st: Settings) -> None:
         authn.attach_ssl_context(ctx)
         config = uvicorn.Config(built.app, host=st.bind_address, port=st.secure_port, ssl_certfile=str(cert),
                                 ssl_keyfile=str(key), ssl_context_factory=lambda _cfg, _default: ctx,
-                                http=tls_protocol_class(), log_config=None, access_log=False, lifespan="off",
+                                http=tls_protocol_class(st.read_header_timeout, st.max_header_bytes),
+                                h11_max_incomplete_event_size=st.max_header_bytes,
+                                timeout_keep_alive=max(1, math.ceil(st.idle_timeout)),
+                                log_config=None, access_log=False, lifespan="off",
                                 timeout_graceful_shutdown=5, server_header=False,
                                 proxy_headers=False)  # X-Forwarded-* from the aggregator must not rewrite the peer
         server = uvicorn.Server(config)

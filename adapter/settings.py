@@ -21,6 +21,8 @@ ENV_PREFIX = "ADAPTER_"
 _DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)(ms|s|m|h))+$")
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+AUTH_MODES = ("none", "sigv4")
+_REGION = re.compile(r"^[a-z]{2}(?:-[a-z0-9]+)+-\d+$")
 
 
 def parse_duration(text: str, flag: str) -> float:
@@ -50,6 +52,10 @@ class Settings:
     prometheus_client_tls_key_file: Path | None = None
     prometheus_timeout: float = 10.0
     prometheus_max_concurrency: int = 8
+    prometheus_auth: str = "none"  # none | sigv4 (the bearer token file works with none)
+    prometheus_sigv4_region: str = ""
+    prometheus_sigv4_role_arn: str = ""
+    prometheus_sigv4_external_id: str = ""
     metrics_relist_interval: float = 60.0
     metrics_max_age: float = 0.0  # 0 = same as relist interval
     # serving
@@ -59,6 +65,9 @@ class Settings:
     tls_private_key_file: Path | None = None
     cert_dir: Path = Path("apiserver.local.config/certificates")
     request_timeout: float = 30.0
+    read_header_timeout: float = 32.0  # k8s.io/apiserver secure_serving.go ReadHeaderTimeout
+    idle_timeout: float = 90.0  # IdleTimeout
+    max_header_bytes: int = 1 << 20  # MaxHeaderBytes
     # caching and freshness
     cache_ttl: float = 15.0
     cache_max_entries: int = 10000
@@ -107,6 +116,11 @@ def build_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     a("--prometheus-client-tls-key-file", help="client key for Prometheus mTLS")
     a("--prometheus-timeout", help="timeout of one Prometheus call (default 10s)")
     a("--prometheus-max-concurrency", type=int, help="parallel Prometheus calls at most (default 8)")
+    a("--prometheus-auth", choices=list(AUTH_MODES),
+      help="none (default; a bearer token file may still be given) or sigv4 (Amazon Managed Prometheus)")
+    a("--prometheus-sigv4-region", help="AWS region of the AMP workspace (required with --prometheus-auth sigv4)")
+    a("--prometheus-sigv4-role-arn", help="IAM role to assume (STS AssumeRole) with the pod's AWS credentials")
+    a("--prometheus-sigv4-external-id", help="external ID for --prometheus-sigv4-role-arn")
     a("--metrics-relist-interval", help="series discovery interval (default 1m)")
     a("--metrics-max-age", help="series discovery look-back (default: the relist interval)")
     a("--secure-port", type=int, help="HTTPS port (default 6443)")
@@ -115,6 +129,10 @@ def build_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     a("--tls-private-key-file", help="serving key (PEM)")
     a("--cert-dir", help="where a self-signed serving certificate is kept when none is given")
     a("--request-timeout", help="answer 503 when a request cannot be answered by then (default 30s)")
+    a("--read-header-timeout", help="close a connection whose request line and headers have not arrived by then "
+      "(default 32s, as kube-apiserver)")
+    a("--idle-timeout", help="close a keep-alive connection idle this long (default 90s; whole seconds)")
+    a("--max-header-bytes", type=int, help="answer 431 to a request header block larger than this (default 1048576)")
     a("--cache-ttl", help="query result cache TTL (default 15s; 0 disables caching)")
     a("--cache-max-entries", type=int, help="query cache size bound (default 10000)")
     a("--max-value-age", help="never serve a value older than this (default 5m)")
@@ -194,6 +212,11 @@ def from_args(ns: argparse.Namespace, env: Mapping[str, str] | None = None) -> S
     if not presets and env.get(ENV_PREFIX + "PRESET"):
         presets = _csv(env[ENV_PREFIX + "PRESET"])
     kw["presets"] = tuple(presets)
+    for name in ("prometheus_auth", "prometheus_sigv4_region", "prometheus_sigv4_role_arn",
+                 "prometheus_sigv4_external_id"):
+        v = s(name)
+        if v is not None:
+            kw[name] = v.strip()
     for name in ("prometheus_url", "log_level", "log_format", "authorization_mode", "missing_data", "bind_address"):
         v = s(name)
         if v is not None:
@@ -216,6 +239,8 @@ def from_args(ns: argparse.Namespace, env: Mapping[str, str] | None = None) -> S
                        ("metrics_relist_interval", "--metrics-relist-interval"),
                        ("metrics_max_age", "--metrics-max-age"),
                        ("request_timeout", "--request-timeout"),
+                       ("read_header_timeout", "--read-header-timeout"),
+                       ("idle_timeout", "--idle-timeout"),
                        ("cache_ttl", "--cache-ttl"),
                        ("max_value_age", "--max-value-age"),
                        ("authentication_token_webhook_cache_ttl", "--authentication-token-webhook-cache-ttl"),
@@ -226,6 +251,7 @@ def from_args(ns: argparse.Namespace, env: Mapping[str, str] | None = None) -> S
     integer("secure_port", "--secure-port", 1)
     integer("prometheus_max_concurrency", "--prometheus-max-concurrency", 1)
     integer("cache_max_entries", "--cache-max-entries", 1)
+    integer("max_header_bytes", "--max-header-bytes", 4096)
     for name in ("requestheader_allowed_names", "requestheader_username_headers", "requestheader_group_headers",
                  "requestheader_extra_headers_prefix", "authorization_always_allow_paths"):
         csv(name)
@@ -248,11 +274,15 @@ def _validate(st: Settings) -> None:
                           f"({st.metrics_max_age:g}s < {st.metrics_relist_interval:g}s)")
     if st.request_timeout <= 0:
         raise ConfigError("--request-timeout: must be positive")
+    for value, flag in ((st.read_header_timeout, "--read-header-timeout"), (st.idle_timeout, "--idle-timeout")):
+        if value <= 0:
+            raise ConfigError(f"{flag}: must be positive")
     if bool(st.tls_cert_file) != bool(st.tls_private_key_file):
         raise ConfigError("--tls-cert-file and --tls-private-key-file must be given together")
     if bool(st.prometheus_client_tls_cert_file) != bool(st.prometheus_client_tls_key_file):
         raise ConfigError("--prometheus-client-tls-cert-file and --prometheus-client-tls-key-file "
                           "must be given together")
+    _validate_auth(st)
     if st.config is None and not st.presets:
         raise ConfigError("--config: a rules file (or at least one --preset) is required")
     for name in ("config", "prometheus_token_file", "prometheus_ca_file", "prometheus_client_tls_cert_file",
@@ -262,6 +292,33 @@ def _validate(st: Settings) -> None:
         p = getattr(st, name)
         if p is not None and not Path(p).is_file():
             raise ConfigError(f"--{name.replace('_', '-')}: file {str(p)!r} does not exist")
+
+
+def _validate_auth(st: Settings) -> None:
+    if st.prometheus_auth not in AUTH_MODES:
+        raise ConfigError(f"--prometheus-auth: must be one of {', '.join(AUTH_MODES)}, got {st.prometheus_auth!r}")
+    sigv4_flags = [f for f, v in (("--prometheus-sigv4-region", st.prometheus_sigv4_region),
+                                  ("--prometheus-sigv4-role-arn", st.prometheus_sigv4_role_arn),
+                                  ("--prometheus-sigv4-external-id", st.prometheus_sigv4_external_id)) if v]
+    if st.prometheus_auth != "sigv4":
+        if sigv4_flags:
+            raise ConfigError(f"{sigv4_flags[0]}: only with --prometheus-auth sigv4")
+        return
+    if not st.prometheus_sigv4_region:
+        raise ConfigError("--prometheus-sigv4-region: required with --prometheus-auth sigv4 "
+                          "(the AMP workspace's region, e.g. us-east-1)")
+    if not _REGION.match(st.prometheus_sigv4_region):
+        raise ConfigError(f"--prometheus-sigv4-region: {st.prometheus_sigv4_region!r} is not an AWS region name")
+    if st.prometheus_sigv4_role_arn and not st.prometheus_sigv4_role_arn.startswith("arn:"):
+        raise ConfigError(f"--prometheus-sigv4-role-arn: {st.prometheus_sigv4_role_arn!r} is not an ARN "
+                          "(arn:aws:iam::ACCOUNT:role/NAME)")
+    if st.prometheus_sigv4_external_id and not st.prometheus_sigv4_role_arn:
+        raise ConfigError("--prometheus-sigv4-external-id: only with --prometheus-sigv4-role-arn")
+    if st.prometheus_token_file is not None:
+        raise ConfigError("--prometheus-token-file: cannot be combined with --prometheus-auth sigv4 "
+                          "(both set the Authorization header)")
+    if any(k.lower() == "authorization" for k in st.prometheus_headers):
+        raise ConfigError("--prometheus-header: Authorization cannot be combined with --prometheus-auth sigv4")
 
 
 def parse(argv: Sequence[str], env: Mapping[str, str] | None = None) -> Settings:

@@ -15,6 +15,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+from benchmarks.stack import discovered_pod_metrics
 from tests.support.procs import free_port, python_module, running, wait_http
 from tests.support.prometheus import prometheus
 
@@ -65,6 +66,7 @@ def main() -> int:
             with running(cmd, tmp / "adapter.log") as ad:
                 url = f"https://127.0.0.1:{adapter_port}"
                 wait_http(f"{url}/readyz", proc=ad, timeout=60)
+                discovered_pod_metrics(url)  # readiness does not wait for the first series discovery
                 print(f"{'started':<34} {rss(ad.pid)}")
                 text = urllib.request.urlopen(f"http://127.0.0.1:{sim_port}/metrics").read().decode()
                 apps = {line.split('namespace="')[1].split('"')[0]: line.split('label_app="')[1].split('"')[0]

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from adapter.cli import main
+from tests.support.procs import free_port
 
 
 def test_presets_json_lists_every_metric_with_unit_and_series(capsys: pytest.CaptureFixture[str]) -> None:
@@ -48,3 +49,33 @@ def test_serve_refuses_delegated_authorization_without_a_cluster(tmp_path: Path)
     assert proc.returncode == 2
     assert "--authorization-mode Delegated needs a Kubernetes API" in proc.stderr
     assert "--authorization-mode AlwaysAllow" in proc.stderr
+
+
+BAD_SERIES_QUERY = """rules:
+- seriesQuery: 'gpu_util{namespace!="",pod!=""}'
+  resources: {overrides: {namespace: {resource: namespace}, pod: {resource: pod}}}
+  metricsQuery: 'avg(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)'
+- seriesQuery: 'DCGM_FI_DEV_GPU_UTIL{pod!=""'
+  resources: {overrides: {namespace: {resource: namespace}, pod: {resource: pod}}}
+  metricsQuery: 'avg(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)'
+"""
+
+
+def test_check_config_rejects_a_series_query_that_does_not_parse(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = tmp_path / "rules.yaml"
+    cfg.write_text(BAD_SERIES_QUERY)
+    assert main(["check-config", "--config", str(cfg)]) == 2
+    assert (f"{cfg}: rules[1].seriesQuery: invalid PromQL: unexpected end of input inside braces"
+            in capsys.readouterr().err)
+
+
+def test_serve_rejects_a_series_query_that_does_not_parse(tmp_path: Path) -> None:
+    cfg = tmp_path / "rules.yaml"
+    cfg.write_text(BAD_SERIES_QUERY)
+    proc = subprocess.run([sys.executable, "-m", "adapter", "serve", "--config", str(cfg), "--cert-dir",
+                           str(tmp_path / "certs"), "--authorization-mode", "AlwaysAllow",
+                           "--secure-port", str(free_port())],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert f"{cfg}: rules[1].seriesQuery: invalid PromQL: unexpected end of input inside braces" in proc.stderr

@@ -93,3 +93,26 @@ def test_presets_are_shipped_and_load() -> None:
     loaded = load_rules(None, tuple(names))
     assert loaded.rules and loaded.external_rules
     assert all(r.source.startswith("preset:") for r in loaded.rules)
+
+
+@pytest.mark.parametrize(("text", "msg"), [
+    pytest.param("rules: [{seriesQuery: x, metricsQuery: y}, {seriesQuery: x, metricQuery: y}]",
+                 "rules.yaml: rules[1].metricQuery: unknown field (did you mean metricsQuery?)", id="metricQuery"),
+    pytest.param("rules: [{seriesQuery: x, metricsQuery: y, resources: {overrides: {pod: {resorce: pod}}}}]",
+                 "rules.yaml: rules[0].resources.overrides.pod.resorce: unknown field (did you mean resource?)",
+                 id="nested-override"),
+    pytest.param("externalRules: [{seriesquery: x, metricsQuery: y}]",
+                 "rules.yaml: externalRules[0].seriesquery: unknown field (did you mean seriesQuery?)",
+                 id="case"),
+    pytest.param("rulez: []", "rules.yaml: rulez: unknown field (did you mean rules?)", id="top-level"),
+    pytest.param("rules: [{seriesQuery: x, metricsQuery: y, zzz: 1}]",
+                 "rules.yaml: rules[0].zzz: unknown field (known fields: cacheTTL, maxAge, metricsQuery, "
+                 "missingData, name, resources, seriesFilters, seriesQuery)", id="no-close-match"),
+    pytest.param("rules: [{seriesQuery: x, metricQuery: y, nmae: {}}]",
+                 "rules.yaml: rules[0].metricQuery: unknown field (did you mean metricsQuery?) (and 1 more errors)",
+                 id="two-unknown"),
+])
+def test_misspelt_key_is_named_first_with_the_closest_field(text: str, msg: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        parse_rules_text(text, "rules.yaml")
+    assert e.value.message == msg

@@ -22,6 +22,14 @@ def test_defaults(cfg: str) -> None:
     st = parse(["--config", cfg], env={})
     assert st.secure_port == 6443 and st.metrics_relist_interval == 60 and st.request_timeout == 30
     assert st.authorization_mode == "Delegated" and st.series_max_age == 60 and st.cache_ttl == 15
+    # k8s.io/apiserver secure_serving.go: ReadHeaderTimeout 32 s, IdleTimeout 90 s, MaxHeaderBytes 1 MiB
+    assert (st.read_header_timeout, st.idle_timeout, st.max_header_bytes) == (32, 90, 1 << 20)
+
+
+def test_connection_limit_flags(cfg: str) -> None:
+    st = parse(["--config", cfg, "--read-header-timeout", "1s", "--idle-timeout", "2m",
+                "--max-header-bytes", "8192"], env={})
+    assert (st.read_header_timeout, st.idle_timeout, st.max_header_bytes) == (1, 120, 8192)
 
 
 def test_env_vars_and_flag_precedence(cfg: str) -> None:
@@ -40,6 +48,8 @@ def test_env_vars_and_flag_precedence(cfg: str) -> None:
     (["--prometheus-header", "novalue"], "--prometheus-header: expected key=value"),
     (["--prometheus-ca-file", "/nonexistent/ca.pem"], "--prometheus-ca-file: file '/nonexistent/ca.pem' does not"),
     (["--secure-port", "0"], "--secure-port: must be at least 1"),
+    (["--read-header-timeout", "0"], "--read-header-timeout: must be positive"),
+    (["--max-header-bytes", "100"], "--max-header-bytes: must be at least 4096"),
 ])
 def test_invalid_flags(cfg: str, args: list[str], msg: str) -> None:
     with pytest.raises(ConfigError, match=msg.replace("(", r"\(")):

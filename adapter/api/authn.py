@@ -2,14 +2,21 @@
 
     FailOnError(AuthenticatedGroupAdder(Union(requestheader, x509, bearer-token)), anonymous)
 
-* requestheader: the TLS client chain must verify against the request-header CA (clientAuth) and
-  its CN be in the allowed names (empty = any); then the user is the first non-empty username
+* requestheader: the TLS client chain must verify against the request-header CA (clientAuth, as
+  Go's ``Certificate.Verify``: ``adapter.api.x509verify``) and its CN be in the allowed names
+  (empty = any); then the user is the first non-empty username
   header, groups every value of every group header (one per header line, never split), extras from
   prefixed headers with the lower-cased, percent-decoded remainder as key. No username header:
   not applicable.
 * x509: chain verified against the client CA; user = CN, groups = O, extra credential-id.
 * bearer token: TokenReview, results (success and failure) cached for the TTL by token digest.
 * First success wins; else any error -> 401 ``Unauthorized``; else ``system:anonymous``.
+
+The TLS layer requests a client certificate without verifying it (``tls.RequestClientCert``), so a
+certificate from another CA reaches this code and is an error here (401), as in k8s.io/apiserver.
+When a request fails for a certificate reason, the reasons (Go's wording, the certificate's serial,
+subject and issuer, the CA bundle's subjects) are logged at warning once per distinct certificate
+and reason, so an operator sees why the aggregator gets 401.
 
 The front-proxy headers and ``Authorization`` are always removed from the scope so nothing
 downstream can read an unverified identity. CA bundles and header names come from flags, else
@@ -21,15 +28,22 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import ssl
 from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
 
-from cryptography import x509
-
-from adapter.api.tlsproto import ChainRejected, common_name, der_of, load_pem_bundle, organizations, verify_client_chain
+from adapter.api.tlsproto import request_client_certificates
+from adapter.api.x509verify import (
+    CertPool,
+    ChainRejected,
+    common_name,
+    load_pem_bundle,
+    organizations,
+    verify_client_chain,
+)
 from adapter.cache import QueryCache
 from adapter.errors import AdapterError, Unauthorized
 from adapter.model import Identity
@@ -48,24 +62,24 @@ class RequestHeaderConfig:
     group_headers: tuple[str, ...] = ("x-remote-group",)
     extra_prefixes: tuple[str, ...] = ("x-remote-extra-",)
     uid_headers: tuple[str, ...] = ()
-    roots: tuple[x509.Certificate, ...] = field(default=(), compare=False)
+    roots: CertPool = field(default_factory=CertPool, compare=False)
 
     def __post_init__(self) -> None:
         lower = {n: tuple(h.lower() for h in getattr(self, n))
                  for n in ("username_headers", "group_headers", "extra_prefixes", "uid_headers")}
         for name, value in lower.items():
             object.__setattr__(self, name, value)
-        object.__setattr__(self, "roots", tuple(load_pem_bundle(self.ca_pem)))
+        object.__setattr__(self, "roots", CertPool(load_pem_bundle(self.ca_pem)))
 
 
 @dataclass(frozen=True)
 class AuthnConfig:
     requestheader: RequestHeaderConfig | None = None
     client_ca_pem: bytes = b""
-    client_roots: tuple[x509.Certificate, ...] = field(default=(), compare=False)
+    client_roots: CertPool = field(default_factory=CertPool, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "client_roots", tuple(load_pem_bundle(self.client_ca_pem)))
+        object.__setattr__(self, "client_roots", CertPool(load_pem_bundle(self.client_ca_pem)))
 
     @property
     def ca_pems(self) -> list[bytes]:
@@ -115,6 +129,7 @@ class Authenticator:
         self._config = static
         self._ssl: ssl.SSLContext | None = None
         self._trusted: set[bytes] = set()
+        self._warned: set[str] = set()
 
     async def config(self) -> AuthnConfig:
         """The current configuration (re-derived when the ConfigMap changed; the last good one on error)."""
@@ -153,7 +168,7 @@ class Authenticator:
         return self._config.ca_pems
 
     def attach_ssl_context(self, ctx: ssl.SSLContext) -> None:
-        """Add CAs learned later (ConfigMap changes) to the serving context's trust store."""
+        """Have the serving context request client certificates once CAs are known (ConfigMap changes)."""
         self._ssl = ctx
         self._trust(self._config)
 
@@ -162,8 +177,7 @@ class Authenticator:
             return
         for pem in cfg.ca_pems:
             if pem not in self._trusted:
-                self._ssl.load_verify_locations(cadata=pem.decode("ascii"))
-                self._ssl.verify_mode = ssl.CERT_OPTIONAL
+                request_client_certificates(self._ssl, [pem])
                 self._trusted.add(pem)
 
     async def authenticate(self, scope: MutableMapping[str, Any]) -> Identity:
@@ -175,7 +189,7 @@ class Authenticator:
         who = None
         if chain and cfg.requestheader is not None:
             who = self._requestheader(cfg.requestheader, chain, headers, errors)
-        if who is None and chain and cfg.client_roots:
+        if who is None and chain and len(cfg.client_roots):
             who = self._x509(cfg.client_roots, chain, errors)
         if who is None:
             who = await self._bearer(headers, errors)
@@ -186,19 +200,32 @@ class Authenticator:
             return who
         if errors:
             log.info("authentication failed: %s", "; ".join(errors))
+            self._warn(errors)
             raise Unauthorized("Unauthorized")
         return ANONYMOUS
+
+    def _warn(self, errors: list[str]) -> None:
+        """Certificate reasons at warning, once per distinct text (the time of day left out)."""
+        reasons = "; ".join(e for e in errors if e.startswith(("requestheader:", "x509:")))
+        key = re.sub(r"current time \S+ ", "", reasons)
+        if not reasons or key in self._warned:
+            return
+        if len(self._warned) >= 1024:
+            self._warned.clear()
+        self._warned.add(key)
+        log.warning("client certificate rejected (401): %s", reasons)
 
     def _requestheader(self, rh: RequestHeaderConfig, chain: Sequence[str], headers: list[tuple[str, str]],
                        errors: list[str]) -> Identity | None:
         try:
-            leaf = verify_client_chain(chain, rh.roots)
+            leaf = verify_client_chain(chain, rh.roots).cert
         except ChainRejected as e:
-            errors.append(f"requestheader: {e}")
+            errors.append(f"requestheader: {e} (requestheader-client-ca-file: {rh.roots.subjects()})")
             return None
         cn = common_name(leaf)
         if rh.allowed_names and cn not in rh.allowed_names:
-            errors.append(f"x509: subject with cn={cn} is not in the allowed list")
+            errors.append(f"requestheader: x509: subject with cn={cn} is not in the allowed list "
+                          f"(requestheader-allowed-names: {', '.join(rh.allowed_names)})")
             return None
         user = next((v for h in rh.username_headers for k, v in headers if k == h and v), "")
         if not user:
@@ -214,13 +241,13 @@ class Authenticator:
                     break
         return Identity(user, groups, uid, extra)
 
-    def _x509(self, roots: Sequence[x509.Certificate], chain: Sequence[str], errors: list[str]) -> Identity | None:
+    def _x509(self, roots: CertPool, chain: Sequence[str], errors: list[str]) -> Identity | None:
         try:
-            leaf = verify_client_chain(chain, roots)
+            verified = verify_client_chain(chain, roots)
         except ChainRejected as e:
-            errors.append(f"x509: {e}")
+            errors.append(f"x509: {e} (client-ca-file: {roots.subjects()})")
             return None
-        digest = hashlib.sha256(der_of(leaf)).hexdigest()
+        leaf, digest = verified.cert, hashlib.sha256(verified.der).hexdigest()
         return Identity(common_name(leaf), organizations(leaf),
                         extra={"authentication.kubernetes.io/credential-id": (f"X509SHA256={digest}",)})
 

@@ -1,4 +1,4 @@
-"""Health endpoints: /healthz and /livez (process is serving), /readyz (first relist succeeded)."""
+"""Health endpoints: /healthz and /livez (process is serving), /readyz (can serve the API; no backend check)."""
 
 from __future__ import annotations
 
@@ -22,5 +22,5 @@ def make_health(readiness: Readiness) -> tuple[Endpoint, Endpoint]:
         ok, reason = readiness()
         if ok:
             return PlainTextResponse("ok")
-        return PlainTextResponse(f"[-]metrics-discovery failed: {reason}\nreadyz check failed", status_code=503)
+        return PlainTextResponse(f"[-]{reason}\nreadyz check failed", status_code=503)
     return live, ready

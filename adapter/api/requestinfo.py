@@ -45,6 +45,15 @@ class RequestInfo:
     field_selector: str = ""
 
 
+def has_empty_segment(path: str) -> bool:
+    """An empty segment between two slashes (``/a//b``, ``/apis//``, also when decoded from ``%2F``).
+
+    RequestInfo and the router would read such a path differently (``pods/*//m`` is authorized as
+    ``pods`` without subresource; ``namespaces//ns1/...`` as cluster-scoped), so the server refuses it
+    (404) before authorization. One trailing ``/`` is not an empty segment (Go trims it)."""
+    return "//" in path
+
+
 def _split_path(path: str) -> list[str]:
     trimmed = path.strip("/")
     return trimmed.split("/") if trimmed else []

@@ -1,7 +1,9 @@
 """URL -> provider call for both metrics APIs (protocol.md §1). The provider never sees HTTP.
 
 The path arrives percent-decoded (``%2A`` -> ``*``); ``*`` in the name position means "objects
-selected by ``labelSelector``", a name means that one object.
+selected by ``labelSelector``", a name means that one object. A path with an empty segment (``//``)
+is not found; namespaces, object names and metric names are validated as Kubernetes validates them
+(``adapter.naming.validation``) before any provider call, so no PromQL is built from them otherwise.
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from adapter.api import discovery, wire
-from adapter.errors import BadRequest, NotFound, Unavailable
+from adapter.errors import BadRequest, MetricNotFound, NotFound, Unavailable
 from adapter.model import CustomMetricInfo, CustomValue, ExternalMetricInfo, ExternalValue, Selector
 from adapter.naming.selectors import parse_selector
+from adapter.naming.validation import check_metric_name, check_namespace, check_object_name
 
 T = TypeVar("T")
 
@@ -59,6 +62,26 @@ def parse_custom_path(parts: list[str]) -> CustomTarget:
     raise NotFound("the server could not find the requested resource")
 
 
+def validate_custom_target(t: CustomTarget) -> None:
+    """Namespace, object name and metric name as Kubernetes validates them: 400 when one is not a path
+    segment, 404 when no such namespace, object or metric can exist."""
+    if t.namespace:
+        check_namespace(t.namespace)
+    if t.name != "*":
+        check_object_name(t.resource, t.name)
+    check_metric_name(t.metric, MetricNotFound(t.metric, t.resource, "" if t.name == "*" else t.name))
+
+
+def path_parts(rest: str) -> list[str]:
+    """The segments after the version (one trailing ``/`` ignored); 404 on an empty segment (``a//b``)."""
+    if not rest:
+        return []
+    parts = rest.removesuffix("/").split("/")
+    if "" in parts:
+        raise NotFound("the server could not find the requested resource")
+    return parts
+
+
 class Handlers:
     def __init__(self, custom: CustomProvider, external: ExternalProvider | None, request_timeout: float) -> None:
         self.custom = custom
@@ -86,10 +109,11 @@ class Handlers:
     async def custom_api(self, request: Request, version: str, rest: str) -> Response:
         if version not in discovery.CUSTOM_VERSIONS:
             raise NotFound("the server could not find the requested resource")
-        parts = [p for p in rest.split("/") if p] if rest else []
+        parts = path_parts(rest)
         if not parts:
             return self._json(discovery.custom_resource_list(version, self.custom.list_metrics()), request)
         t = parse_custom_path(parts)
+        validate_custom_target(t)
         selector = self._selector(request, "labelSelector")
         try:
             metric_selector = self._selector(request, "metricLabelSelector")
@@ -109,11 +133,14 @@ class Handlers:
     async def external_api(self, request: Request, version: str, rest: str) -> Response:
         if self.external is None or version not in discovery.EXTERNAL_VERSIONS:
             raise NotFound("the server could not find the requested resource")
-        parts = [p for p in rest.split("/") if p] if rest else []
+        parts = path_parts(rest)
         if not parts:
             return self._json(discovery.external_resource_list(self.external.list_metrics()), request)
         if len(parts) != 3 or parts[0] != "namespaces":
             raise NotFound("the server could not find the requested resource")
+        check_namespace(parts[1])
+        check_metric_name(parts[2], NotFound(f"the server could not find the metric {parts[2]} for namespace "
+                                             f"{parts[1]}"))
         selector = self._selector(request, "labelSelector")
         values = await self._bounded(self.external.get(parts[1], parts[2], selector))
         return self._json(wire.external_list(values), request)

@@ -6,12 +6,14 @@ Wiring (composition root)::
     authn, authz = build_security(settings, kube.auth if kube else None)
     ca_pems = await authn.trust_bundle()                  # flags and/or the ConfigMap; raises on failure
     ctx = build_server_ssl_context(cert_file, key_file, ca_pems)     # adapter.api.tlsproto
-    authn.attach_ssl_context(ctx)                         # CAs learned later are trusted too
+    authn.attach_ssl_context(ctx)                         # certificates requested once CAs are known
     app = SecurityMiddleware(fastapi_app, authn, authz)
     uvicorn.Config(app, http=tls_protocol_class(), ssl_context_factory=lambda cfg, default: ctx, ...)
 
 The middleware parses RequestInfo from the raw path (``%2A`` decoded) BEFORE any routing or
-rewriting, authenticates (401 Status on bad credentials), authorizes (403 Status with the Go
+rewriting, authenticates (401 Status on bad credentials), refuses a path with an empty segment
+(``a//b``: 404 Status, before authorization, as it would be authorized as one thing and served as
+another), authorizes (403 Status with the Go
 message; a 500 InternalError Status when the SubjectAccessReview fails), and stores the ``Identity`` in
 ``scope["state"]["identity"]``. Health paths pass for anonymous kubelet probes (always-allow paths).
 """
@@ -27,9 +29,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from adapter.api.authn import Authenticator, AuthnConfig, RequestHeaderConfig
 from adapter.api.authz import AlwaysAllow, Authorizer, DelegatedAuthorizer
-from adapter.api.requestinfo import request_info
+from adapter.api.requestinfo import has_empty_segment, request_info
 from adapter.api.status import status_response
-from adapter.errors import AdapterError, ConfigError
+from adapter.errors import AdapterError, ConfigError, NotFound
 from adapter.model import Identity
 from adapter.ports import KubeAuth
 from adapter.settings import Settings
@@ -57,6 +59,8 @@ class SecurityMiddleware:
         info = request_info(scope["method"], raw_path.split(b"?", 1)[0], scope.get("query_string", b""))
         try:
             identity = await self.authenticator.authenticate(scope)
+            if has_empty_segment(info.path):
+                raise NotFound("the server could not find the requested resource")
             await self.authorizer.authorize(identity, info)
         except AdapterError as e:
             await status_response(e)(scope, receive, send)

@@ -28,6 +28,9 @@ from adapter.errors import ConfigError, NotFound, Unavailable
 
 log = logging.getLogger(__name__)
 JSON = dict[str, Any]
+# Metadata only (client-go's metadata client): a server that cannot send it falls back to plain JSON.
+METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
+METADATA_WATCH = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json"
 
 
 class Gone(Unavailable):
@@ -70,8 +73,8 @@ class KubeHTTP:
         self._lock = threading.Lock()
 
     def _call(self, method: str, path: str, query: Mapping[str, str] | None, body: Any,
-              timeout: float | tuple[float, float]) -> Any:
-        headers = {"Accept": "application/json"}
+              timeout: float | tuple[float, float], accept: str = "application/json") -> Any:
+        headers = {"Accept": accept}
         if body is not None:
             headers["Content-Type"] = "application/json"
         try:
@@ -92,8 +95,8 @@ class KubeHTTP:
         return Unavailable(msg)
 
     def request(self, method: str, path: str, query: Mapping[str, str] | None = None, body: Any = None,
-                timeout: float | None = None) -> JSON:
-        resp = self._call(method, path, query, body, timeout or self.timeout)
+                timeout: float | None = None, accept: str = "application/json") -> JSON:
+        resp = self._call(method, path, query, body, timeout or self.timeout, accept)
         try:
             data = resp.read()
         except (urllib3.exceptions.HTTPError, OSError) as e:
@@ -111,16 +114,16 @@ class KubeHTTP:
             raise Unavailable(f"Kubernetes API {method} {path}: expected an object")
         return out
 
-    def get(self, path: str, query: Mapping[str, str] | None = None) -> JSON:
-        return self.request("GET", path, query)
+    def get(self, path: str, query: Mapping[str, str] | None = None, accept: str = "application/json") -> JSON:
+        return self.request("GET", path, query, accept=accept)
 
     def watch(self, path: str, query: Mapping[str, str], read_timeout: float,
-              tracker: set[Any] | None = None) -> Iterator[JSON]:
+              tracker: set[Any] | None = None, accept: str = "application/json") -> Iterator[JSON]:
         """Events of a watch stream (``{"type":..., "object":...}``) until the server ends it.
 
         An ``ERROR`` event with code 410 raises ``Gone``; other ``ERROR`` events raise ``Unavailable``.
         """
-        resp = self._call("GET", path, {**query, "watch": "1"}, None, (self.timeout, read_timeout))
+        resp = self._call("GET", path, {**query, "watch": "1"}, None, (self.timeout, read_timeout), accept)
         raw = resp.response
         opened = self._open if tracker is None else tracker
         with self._lock:

@@ -1,14 +1,13 @@
-"""Watch-backed object caches: list + watch per (resource, namespace), answering selectors from memory.
+"""A watch-backed cache of one collection: list + watch in a thread, indexed by namespace.
 
-``Informer`` runs in its own daemon thread: LIST (remember ``metadata.resourceVersion``), then WATCH
-from it; every event updates the in-memory map (only what ``keep`` extracts, e.g. name/namespace/
-labels); a watch that ends is resumed from the last resourceVersion (bookmarks requested), a 410 Gone
-relists at once, other failures back off exponentially (0.5 s doubling to 30 s, with jitter), and a
-full relist happens every ``resync`` seconds as a safety net. Readers never wait for the API once the
-first LIST has succeeded.
-
-``KubeObjectResolver`` implements ``adapter.ports.ObjectResolver``: informers are started lazily on
-first use of a (resource, namespace) and then kept.
+``Informer`` runs in its own daemon thread: LIST in pages (``limit``/``continue``; remember
+``metadata.resourceVersion``), then WATCH from it; every event updates the in-memory map (only what
+``keep`` extracts), kept as namespace -> name -> value so a namespaced question reads one namespace.
+A watch that ends is resumed from the last resourceVersion (bookmarks requested), a 410 Gone relists
+at once, other failures back off exponentially (0.5 s doubling to 30 s, with jitter), and a full
+relist happens every ``resync`` seconds as a safety net. Readers never wait for the API once the
+first LIST has succeeded. With ``idle`` set, an informer nobody has read for that long stops itself
+(checked whenever an event arrives or a watch ends, so within ``watch_timeout``).
 """
 
 from __future__ import annotations
@@ -18,40 +17,24 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from typing import Any, Generic, TypeVar
 
-from adapter.backends.kube_client import JSON, Gone, KubeHTTP
+from adapter.backends.kube_client import JSON, METADATA_LIST, METADATA_WATCH, Gone, KubeHTTP
 from adapter.errors import AdapterError, Unavailable
-from adapter.model import ResourceInfo, Selector
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-Key = tuple[str, str]
-
-
-@dataclass(frozen=True, slots=True)
-class ObjectMeta:
-    """What the object cache keeps of an object."""
-
-    namespace: str
-    name: str
-    labels: Mapping[str, str]
-
-
-def keep_meta(obj: JSON) -> ObjectMeta:
-    meta = obj.get("metadata") or {}
-    return ObjectMeta(meta.get("namespace", ""), meta.get("name", ""), dict(meta.get("labels") or {}))
 
 
 class Informer(Generic[T]):
-    """One list+watch loop over ``path``; ``items`` maps (namespace, name) to ``keep(obj)``."""
+    """One list+watch loop over ``path``; ``get``/``snapshot`` read ``keep(obj)`` by namespace and name."""
 
     def __init__(self, http: KubeHTTP, path: str, keep: Callable[[JSON], T], *,
                  query: Mapping[str, str] | None = None, resync: float = 600.0, watch_timeout: int = 300,
-                 backoff_initial: float = 0.5, backoff_max: float = 30.0,
-                 on_change: Callable[[], None] | None = None) -> None:
+                 backoff_initial: float = 0.5, backoff_max: float = 30.0, page_size: int = 500,
+                 metadata_only: bool = False, idle: float | None = None, on_change: Callable[[], None] | None = None,
+                 on_retire: Callable[[Informer[T]], None] | None = None) -> None:
         self.http = http
         self.path = path
         self.keep = keep
@@ -60,13 +43,18 @@ class Informer(Generic[T]):
         self.watch_timeout = watch_timeout
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
+        self.page_size = page_size
+        self.accept = (METADATA_LIST, METADATA_WATCH) if metadata_only else ("application/json",) * 2
+        self.idle = idle
         self.on_change = on_change
+        self.on_retire = on_retire
         self.synced = threading.Event()
         self.attempted = threading.Event()  # set after the first LIST attempt, success or not
         self.last_error: str = ""
         self.resource_version = ""
-        self._items: dict[Key, T] = {}
+        self._items: dict[str, dict[str, T]] = {}  # namespace ("" when cluster-scoped) -> name -> kept
         self._lock = threading.Lock()
+        self._used = time.monotonic()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._streams: set[Any] = set()
@@ -82,13 +70,25 @@ class Informer(Generic[T]):
         if not self.synced.is_set():
             raise Unavailable(f"cannot {what}: {self.last_error or 'timed out'}")
 
-    def snapshot(self) -> list[T]:
+    def snapshot(self, namespace: str | None = None) -> list[T]:
+        """Everything kept, or only ``namespace``'s objects."""
         with self._lock:
-            return list(self._items.values())
+            if namespace is None:
+                return [v for by_name in self._items.values() for v in by_name.values()]
+            return list(self._items.get(namespace, {}).values())
 
     def get(self, namespace: str, name: str) -> T | None:
         with self._lock:
-            return self._items.get((namespace, name))
+            by_name = self._items.get(namespace)
+            return None if by_name is None else by_name.get(name)
+
+    def touch(self) -> bool:
+        """Note a use (resets the idle clock); False when this informer has stopped and cannot serve."""
+        with self._lock:
+            if self._stop.is_set():
+                return False
+            self._used = time.monotonic()
+            return True
 
     # --- lifecycle ----------------------------------------------------------------------------------
     def start(self) -> None:
@@ -102,9 +102,30 @@ class Informer(Generic[T]):
         if self._thread is not None:
             self._thread.join(timeout)
 
+    def _retire_if_idle(self) -> bool:
+        """In the informer's thread: stop when nobody read it for ``idle`` (counted from the first LIST
+        attempt at the earliest, so a reader waiting for that one always gets its answer)."""
+        with self._lock:
+            if self._stop.is_set():
+                return True
+            if self.idle is None or not self.attempted.is_set() or time.monotonic() - self._used < self.idle:
+                return False
+            self._stop.set()
+        log.info("informer %s: unused for %gs; stopped", self.path, self.idle)
+        self.http.close_streams(self._streams)
+        if self.on_retire is not None:
+            self.on_retire(self)
+        return True
+
+    def _first_attempt_done(self) -> None:
+        with self._lock:
+            if not self.attempted.is_set():
+                self._used = time.monotonic()
+                self.attempted.set()
+
     def _run(self) -> None:
         failures = 0
-        while not self._stop.is_set():
+        while not self._retire_if_idle():
             listed = False
             try:
                 self._list()
@@ -127,33 +148,56 @@ class Informer(Generic[T]):
 
     def _failed(self, message: str) -> None:
         self.last_error = message
-        self.attempted.set()
+        self._first_attempt_done()
         if not self._stop.is_set():
             log.warning("informer %s: %s", self.path, message)
 
     def _list(self) -> None:
-        body = self.http.get(self.path, self.query)
-        items = {}
-        for obj in body.get("items") or []:
-            meta = obj.get("metadata") or {}
-            items[(meta.get("namespace", ""), meta.get("name", ""))] = self.keep(obj)
+        for attempt in range(1, 4):
+            try:
+                listed = self._pages()
+                break
+            except Gone as e:  # the snapshot the pages read was compacted: list again from the start
+                if attempt == 3 or self._stop.is_set():
+                    raise
+                log.info("informer %s: %s; listing again", self.path, e.message)
+        if listed is None:
+            return
         with self._lock:
-            self._items = items
-            self.resource_version = str((body.get("metadata") or {}).get("resourceVersion", ""))
+            if self._stop.is_set():
+                return
+            self._items, self.resource_version = listed
         self.last_error = ""
         self.synced.set()
-        self.attempted.set()
+        self._first_attempt_done()
         self._changed()
+
+    def _pages(self) -> tuple[dict[str, dict[str, T]], str] | None:
+        """One consistent snapshot, page by page: (namespace -> name -> kept, resourceVersion); None
+        when stopped meanwhile. An expired continue token raises ``Gone``."""
+        items: dict[str, dict[str, T]] = {}
+        query = {**self.query, "limit": str(self.page_size)}
+        while not self._stop.is_set():
+            body = self.http.get(self.path, query, accept=self.accept[0])
+            for obj in body.get("items") or []:
+                meta = obj.get("metadata") or {}
+                items.setdefault(meta.get("namespace", ""), {})[meta.get("name", "")] = self.keep(obj)
+            list_meta = body.get("metadata") or {}
+            token = str(list_meta.get("continue") or "")
+            if not token:
+                return items, str(list_meta.get("resourceVersion", ""))
+            query = {**self.query, "limit": str(self.page_size), "continue": token}
+        return None
 
     def _watch_until_resync(self) -> None:
         deadline = time.monotonic() + self.resync
-        while not self._stop.is_set() and time.monotonic() < deadline:
+        while not self._retire_if_idle() and time.monotonic() < deadline:
             query = {**self.query, "resourceVersion": self.resource_version, "allowWatchBookmarks": "true",
                      "timeoutSeconds": str(self.watch_timeout)}
             events = self.http.watch(self.path, query, read_timeout=self.watch_timeout + 30,
-                                     tracker=self._streams)
+                                     tracker=self._streams, accept=self.accept[1])
             for event in events:
-                if self._stop.is_set():
+                if self._retire_if_idle():
                     return
                 self._apply(event)
 
@@ -162,12 +206,18 @@ class Informer(Generic[T]):
         obj: dict[str, Any] = event.get("object") or {}
         meta = obj.get("metadata") or {}
         rv = str(meta.get("resourceVersion", ""))
-        key = (meta.get("namespace", ""), meta.get("name", ""))
+        ns, name = meta.get("namespace", ""), meta.get("name", "")
         with self._lock:
+            if self._stop.is_set():
+                return
             if kind in ("ADDED", "MODIFIED"):
-                self._items[key] = self.keep(obj)
+                self._items.setdefault(ns, {})[name] = self.keep(obj)
             elif kind == "DELETED":
-                self._items.pop(key, None)
+                by_name = self._items.get(ns)
+                if by_name is not None:
+                    by_name.pop(name, None)
+                    if not by_name:
+                        del self._items[ns]
             if rv:
                 self.resource_version = rv
         if kind != "BOOKMARK":
@@ -179,54 +229,3 @@ class Informer(Generic[T]):
                 self.on_change()
             except Exception:
                 log.exception("informer %s: change callback failed", self.path)
-
-
-def collection_path(info: ResourceInfo, namespace: str) -> str:
-    gr = info.group_resource
-    base = f"/apis/{gr.group}/{info.version}" if gr.group else f"/api/{info.version}"
-    if info.namespaced and namespace:
-        return f"{base}/namespaces/{namespace}/{gr.resource}"
-    return f"{base}/{gr.resource}"
-
-
-class KubeObjectResolver:
-    """``adapter.ports.ObjectResolver`` from watch-backed informers (one per resource and namespace)."""
-
-    def __init__(self, http: KubeHTTP, *, sync_timeout: float = 10.0, resync: float = 600.0) -> None:
-        self.http = http
-        self.sync_timeout = sync_timeout
-        self.resync = resync
-        self._informers: dict[tuple[str, str, str, str], Informer[ObjectMeta]] = {}
-        self._lock = threading.Lock()
-
-    def informer(self, info: ResourceInfo, namespace: str) -> Informer[ObjectMeta]:
-        ns = namespace if info.namespaced else ""
-        key = (info.group_resource.group, info.group_resource.resource, info.version, ns)
-        with self._lock:
-            inf = self._informers.get(key)
-            if inf is None:
-                inf = Informer(self.http, collection_path(info, ns), keep_meta, resync=self.resync)
-                self._informers[key] = inf
-                inf.start()
-        return inf
-
-    async def _ready(self, info: ResourceInfo, namespace: str) -> Informer[ObjectMeta]:
-        inf = self.informer(info, namespace)
-        await inf.wait_synced(self.sync_timeout, f"list {info.group_resource}")
-        return inf
-
-    async def names(self, info: ResourceInfo, namespace: str, selector: Selector) -> Sequence[str] | None:
-        inf = await self._ready(info, namespace)
-        ns = namespace if info.namespaced else ""
-        return sorted(m.name for m in inf.snapshot()
-                      if (not ns or m.namespace == ns) and selector.matches(m.labels))
-
-    async def exists(self, info: ResourceInfo, namespace: str, name: str) -> bool | None:
-        inf = await self._ready(info, namespace)
-        return inf.get(namespace if info.namespaced else "", name) is not None
-
-    def stop(self) -> None:
-        with self._lock:
-            informers = list(self._informers.values())
-        for inf in informers:
-            inf.stop()

@@ -28,8 +28,9 @@ from typing import Any, TypeVar
 
 from adapter.backends.cluster import cluster_configured
 from adapter.backends.kube_client import JSON, KubeHTTP, api_client
-from adapter.backends.kube_informer import Informer, KubeObjectResolver
+from adapter.backends.kube_informer import Informer
 from adapter.backends.kube_mapper import KubeResourceMapper
+from adapter.backends.kube_objects import KubeObjectResolver
 from adapter.errors import NotFound, Unavailable
 from adapter.model import Identity
 from adapter.ports import AccessDecision

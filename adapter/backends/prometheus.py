@@ -2,9 +2,14 @@
 
 * Blocking calls run in a thread pool of ``max_concurrency`` threads; an asyncio semaphore that is
   released only when the thread finishes keeps a slow Prometheus from piling up threads.
+* Series discovery has its own lane (``DISCOVERY_CONCURRENCY`` threads): a relist against a hung
+  Prometheus never holds the slots request queries need, so they fail at ``--prometheus-timeout``
+  rather than queueing until ``--request-timeout``.
+* Reachability is logged once per change (``reachability.py``), never per call or per urllib3 retry.
 * Every call has an explicit timeout and at most one retry (connect errors and 502/503/504), so the
   whole budget fits inside ``--request-timeout`` and the aggregator's deadline.
 * The bearer token file is re-read when its mtime or size changes; the token is never logged.
+* With ``sigv4`` every request is signed (``sigv4.py``: AWS credential chain, refreshed credentials).
 * Queries go by POST (form body) when ``--prometheus-verb POST`` or when the GET URL would exceed
   8 KiB; prometheus-api-client's own POST puts the query in the URL, so that path uses its session.
 """
@@ -23,20 +28,24 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import requests
 from prometheus_api_client import PrometheusConnect
 from prometheus_api_client.exceptions import PrometheusApiClientException
 from requests.adapters import HTTPAdapter
-from urllib3.util.retry import Retry
 
+from adapter.backends.reachability import QuietRetry, Reachability, install_retry_filter, short_reason
 from adapter.errors import AdapterError, InternalError, Unavailable
 from adapter.model import QueryResult, Sample
+
+if TYPE_CHECKING:
+    from adapter.backends.sigv4 import SigV4
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 MAX_GET_URL = 8192
+DISCOVERY_CONCURRENCY = 2
 
 
 @dataclass(frozen=True)
@@ -50,6 +59,7 @@ class PrometheusConfig:
     client_key: Path | None = None
     timeout: float = 10.0
     max_concurrency: int = 8
+    sigv4: SigV4 | None = None  # sign every request (Amazon Managed Prometheus)
 
 
 class _Token:
@@ -77,28 +87,48 @@ class _Token:
             return self._value
 
 
+class _Lane:
+    """A bounded set of threads for one kind of call; the semaphore is made on the running loop."""
+
+    def __init__(self, threads: int, name: str) -> None:
+        self.threads = threads
+        self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix=name)
+        self.sem: asyncio.Semaphore | None = None
+
+
 class PrometheusBackend:
-    def __init__(self, cfg: PrometheusConfig, on_call: Callable[[str, str, float], None] | None = None) -> None:
+    def __init__(self, cfg: PrometheusConfig, on_call: Callable[[str, str, float], None] | None = None,
+                 on_reachable: Callable[[bool], None] | None = None) -> None:
         self.cfg = cfg
         self._on_call = on_call
+        self.reachability = Reachability(cfg.url, on_reachable)
+        install_retry_filter()
         self._token = _Token(cfg.token_file)
         session = requests.Session()
         session.verify = str(cfg.ca_file) if cfg.ca_file else True
         if cfg.client_cert and cfg.client_key:
             session.cert = (str(cfg.client_cert), str(cfg.client_key))
+        if cfg.sigv4:
+            from adapter.backends.sigv4 import sigv4_auth  # noqa: PLC0415 - botocore (~18 MB) only when signing
+            session.auth = sigv4_auth(cfg.sigv4)
         self._url = cfg.url.rstrip("/")
         self._pc = PrometheusConnect(url=self._url, headers=dict(cfg.headers), session=session,
                                      timeout=cfg.timeout, method="GET")
-        retry = Retry(total=1, connect=1, read=0, status=1, backoff_factor=0.05,
-                      status_forcelist=(502, 503, 504), allowed_methods=None, raise_on_status=False)
-        adapter = HTTPAdapter(max_retries=retry, pool_connections=1, pool_maxsize=cfg.max_concurrency)
+        # read=False: a read timeout is raised as itself (requests.ReadTimeout: "did not answer in time"),
+        # not wrapped as a retry-exhausted ConnectionError ("unreachable")
+        retry = QuietRetry(total=1, connect=1, read=False, status=1, backoff_factor=0.05,
+                           status_forcelist=(502, 503, 504), allowed_methods=None, raise_on_status=False)
+        self._queries = _Lane(cfg.max_concurrency, "prometheus")
+        self._discovery = _Lane(DISCOVERY_CONCURRENCY, "prometheus-series")
+        # one pooled connection per thread of both lanes: never "connection pool is full, discarding"
+        adapter = HTTPAdapter(max_retries=retry, pool_connections=1,
+                              pool_maxsize=cfg.max_concurrency + DISCOVERY_CONCURRENCY)
         session.mount(self._url, adapter)
         self._session = session
-        self._pool = ThreadPoolExecutor(max_workers=cfg.max_concurrency, thread_name_prefix="prometheus")
-        self._sem: asyncio.Semaphore | None = None
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        for lane in (self._queries, self._discovery):
+            lane.pool.shutdown(wait=False, cancel_futures=True)
         self._session.close()
 
     # -- blocking calls -------------------------------------------------------------------------
@@ -111,20 +141,33 @@ class PrometheusBackend:
 
     def _timed(self, endpoint: str, fn: Callable[[], T]) -> T:
         start = time.perf_counter()
+        started = self.reachability.started()
         outcome = "success"
         try:
-            return fn()
+            result = fn()
+            self.reachability.success()
+            return result
+        except requests.ConnectTimeout as e:
+            outcome = "unreachable"
+            self.reachability.failure(f"no connection within {self.cfg.timeout:g}s", started)
+            raise Unavailable("Prometheus is unreachable") from e
         except requests.Timeout as e:
             outcome = "timeout"
+            self.reachability.failure(f"no answer within {self.cfg.timeout:g}s", started, timeout=True)
             raise Unavailable("Prometheus did not answer in time") from e
         except requests.ConnectionError as e:
             outcome = "unreachable"
+            self.reachability.failure(short_reason(e), started)
             raise Unavailable("Prometheus is unreachable") from e
         except PrometheusApiClientException as e:
             outcome = "error"
             text = str(e)
-            if "HTTP Status Code 503" in text or "HTTP Status Code 502" in text:
+            status = next((c for c in ("502", "503", "504") if f"HTTP Status Code {c}" in text), None)
+            if status is not None:
+                outcome = "unavailable"
+                self.reachability.failure(f"HTTP {status}", started)
                 raise Unavailable("Prometheus is unavailable") from e
+            self.reachability.success()  # it answered: reachable, the call itself failed
             raise InternalError("Internal error occurred: unable to fetch metrics",
                                 details={"causes": [{"message": "unable to fetch metrics"}]}) from e
         except AdapterError:
@@ -181,14 +224,14 @@ class PrometheusBackend:
         return self._timed("query", call)
 
     # -- async wrappers ---------------------------------------------------------------------------
-    async def _run(self, fn: Callable[[], T]) -> T:
-        if self._sem is None:
-            self._sem = asyncio.Semaphore(self.cfg.max_concurrency)
-        sem = self._sem
+    async def _run(self, fn: Callable[[], T], lane: _Lane) -> T:
+        if lane.sem is None:
+            lane.sem = asyncio.Semaphore(lane.threads)
+        sem = lane.sem
         await sem.acquire()
         loop = asyncio.get_running_loop()
         try:
-            fut = loop.run_in_executor(self._pool, fn)
+            fut = loop.run_in_executor(lane.pool, fn)
         except BaseException:
             sem.release()
             raise
@@ -197,10 +240,10 @@ class PrometheusBackend:
         return await asyncio.shield(fut)
 
     async def query(self, promql: str) -> QueryResult:
-        return await self._run(lambda: self.query_sync(promql))
+        return await self._run(lambda: self.query_sync(promql), self._queries)
 
     async def series(self, match: str, max_age: float) -> list[dict[str, str]]:
-        return await self._run(lambda: self.series_sync(match, max_age))
+        return await self._run(lambda: self.series_sync(match, max_age), self._discovery)
 
 
 class _SeriesShapes:

@@ -14,27 +14,28 @@ from __future__ import annotations
 import re
 
 from adapter.errors import BadRequest
-from adapter.model import Requirement, Selector
+from adapter.model import Requirement, Selector, go_int64
 
 _NAME = r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
-_KEY_RE = re.compile(rf"^(([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*)/)?{_NAME}$")
-_VALUE_RE = re.compile(rf"^({_NAME})?$")
-_PROM_LABEL_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_KEY_RE = re.compile(rf"(([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*)/)?{_NAME}")
+_VALUE_RE = re.compile(rf"({_NAME})?")
+_PROM_LABEL_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
-_TOKEN = re.compile(r"\s*(!=|==|=|!|,|\(|\)|>|<|[^\s!=,()<>]+)")
+_WS = " \t\r\n"  # Go's lexer: only these separate tokens (a vertical tab is part of an identifier)
+_TOKEN = re.compile(r"[ \t\r\n]*(!=|==|=|!|,|\(|\)|>|<|[^ \t\r\n!=,()<>]+)")
 
 
 def _tokens(text: str) -> list[str]:
     out: list[str] = []
     pos = 0
-    text = text.strip()
+    text = text.strip(_WS)
     while pos < len(text):
         m = _TOKEN.match(text, pos)
         if m is None:  # pragma: no cover - the pattern matches any non-space char
             raise BadRequest(f"unable to parse requirement: invalid character at {pos}")
         out.append(m.group(1))
         pos = m.end()
-        while pos < len(text) and text[pos].isspace():
+        while pos < len(text) and text[pos] in _WS:
             pos += 1
     return out
 
@@ -42,7 +43,7 @@ def _tokens(text: str) -> list[str]:
 def _check_key(key: str) -> None:
     if key in ("in", "notin"):  # keywords to Go's lexer, never identifiers
         raise BadRequest(f"found '{key}', expected: !, identifier, or 'end of string'")
-    if not _KEY_RE.match(key) or len(key.rpartition("/")[0]) > 253:
+    if not _KEY_RE.fullmatch(key) or len(key.rpartition("/")[0]) > 253:
         raise BadRequest(
             f"unable to parse requirement: values[0][{key}]: Invalid value: {key!r}: name part must consist of "
             "alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"
@@ -50,7 +51,7 @@ def _check_key(key: str) -> None:
 
 
 def _check_value(key: str, value: str) -> None:
-    if len(value) > 63 or not _VALUE_RE.match(value):
+    if len(value) > 63 or not _VALUE_RE.fullmatch(value):
         raise BadRequest(
             f"unable to parse requirement: values[0][{key}]: Invalid value: {value!r}: a valid label must be an "
             "empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with "
@@ -60,7 +61,7 @@ def _check_value(key: str, value: str) -> None:
 
 def parse_selector(text: str | None) -> Selector:
     """Parse a selector string; raise ``BadRequest`` (400) with the parser's reason when malformed."""
-    if text is None or not text.strip():
+    if text is None or not text.strip(_WS):
         return Selector()
     toks = _tokens(text)
     reqs: list[Requirement] = []
@@ -110,11 +111,9 @@ def parse_selector(text: str | None) -> Selector:
                     reqs.append(Requirement(key, op, tuple(sorted(set(values)))))
                 elif op in (">", "<"):
                     v = take()
-                    try:
-                        int(v)
-                    except ValueError as e:
+                    if go_int64(v) is None:
                         raise BadRequest(f"unable to parse requirement: for 'Gt', 'Lt' operators, the value "
-                                         f"must be an integer: {v!r}") from e
+                                         f"must be an integer: {v!r}")
                     reqs.append(Requirement(key, "gt" if op == ">" else "lt", (v,)))
                 else:
                     raise BadRequest(f"found '{op}', expected: in, notin, =, ==, !=, gt, lt in {text!r}")
@@ -160,7 +159,7 @@ def regex_escape(value: str) -> str:
 
 def label_name(name: str, where: str) -> str:
     """Validate a Prometheus label name used verbatim in a query."""
-    if not _PROM_LABEL_RE.match(name):
+    if not _PROM_LABEL_RE.fullmatch(name):
         raise BadRequest(f"{where}: {name!r} is not a valid Prometheus label name")
     return name
 

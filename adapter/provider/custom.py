@@ -7,7 +7,7 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
-from adapter.errors import AdapterError, MetricNotFound, NotFound
+from adapter.errors import AdapterError, MetricNotFound, NotFound, Unavailable
 from adapter.model import CustomMetricInfo, CustomValue, ObjectRef, QueryResult, ResourceInfo, Sample, Selector
 from adapter.naming.query import CLUSTER, NAMES, NAMESPACE, MetricNamer
 from adapter.naming.shape import QueryPlan
@@ -15,6 +15,7 @@ from adapter.ports import ObjectResolver, ResourceMapper
 from adapter.provider.discovery import Relister
 from adapter.provider.plans import Plans
 from adapter.provider.runner import QueryRunner
+from adapter.provider.trace import current as current_trace
 from adapter.provider.values import Freshness, Policy
 from adapter.settings import parse_duration
 
@@ -54,6 +55,9 @@ class CustomMetricsProvider:
                ) -> tuple[MetricNamer, str]:
         entry = self.relister.index.lookup(info.group_resource, bool(namespace), metric)
         if entry is None:
+            why = self.relister.unavailable(metric, info.group_resource)
+            if why:
+                raise Unavailable(f"the metric {metric} for {info.group_resource} is unavailable: {why}")
             raise MetricNotFound(metric, str(info.group_resource), name, selector)
         return entry.namer, entry.series
 
@@ -61,8 +65,9 @@ class CustomMetricsProvider:
         try:
             return await self.runner.run_plan(plan, policy.cache_ttl, namer.rule_label)
         except AdapterError as e:
-            log.warning("query failed", extra={"rule": namer.where, "promql": plan.send, "error": e.message,
-                                               "code": e.code})
+            # an outage is logged once by the backend when it starts; each failed query only counts
+            log.log(logging.DEBUG if isinstance(e, Unavailable) else logging.WARNING, "query failed",
+                    extra={"rule": namer.where, "promql": plan.send, "error": e.message, "code": e.code})
             raise
 
     def _ref(self, info: ResourceInfo, namespace: str, name: str) -> ObjectRef:
@@ -127,6 +132,10 @@ class CustomMetricsProvider:
         gr = info.group_resource
         mode = self._mode(namer, info, namespace, names)
         rendered = namer.render_custom(series, gr, namespace, names or (), metric_selector, mode=mode)
+        trace = current_trace()
+        if trace is not None:
+            trace.mode, trace.query = mode, rendered.query
+            trace.label_matchers, trace.group_by = rendered.label_matchers, rendered.group_by
         result = await self._query(namer, self._plans.get(namer, rendered), policy)
         if mode == CLUSTER:
             index = self._index.get(result, namer.namespace_label(), namer.resource_label(gr))
@@ -157,7 +166,12 @@ class CustomMetricsProvider:
         limit = self.freshness.limit(policy)
         memo_key = (namer.where, gr, namespace, tuple(names) if names is not None else None, metric,
                     metric_selector.raw)
-        if result is not None:
+        trace = current_trace()
+        if trace is not None:  # explaining: the same values, computed object by object (no memo)
+            trace.rule, trace.series = namer.where, series
+            trace.age_limit, trace.missing_data = limit, policy.missing
+            trace.object_label, trace.namespace_label = label, ns_label
+        if result is not None and trace is None:
             hit = self._memo.get(memo_key)
             # the same answer while the same result object serves and its oldest value is within the limit
             if hit is not None and hit[0]() is result and now - hit[3] <= limit:
@@ -179,6 +193,10 @@ class CustomMetricsProvider:
                 if self.freshness.check(s.value, data_time, now, limit, f"{gr}/{namespace}/{obj}", promql):
                     assert data_time is not None
                     by_name[obj] = (s.value, data_time)
+            if trace is not None:
+                trace.custom_values(names, namespace, samples, times, by_name, result)
+        elif trace is not None:
+            trace.custom_values(names, namespace, {}, {}, {}, None)
         wanted = list(names) if names is not None else sorted(by_name)
         sel = metric_selector if not metric_selector.empty else None
         out: list[CustomValue] = []
@@ -193,6 +211,8 @@ class CustomMetricsProvider:
                 if found is None:
                     continue
                 substituted = True
+                if trace is not None:
+                    trace.substituted(name, policy.missing, found[0], found[1])
             elif remember:
                 self.freshness.store.put(key, found[0], found[1])
             ages[found[1]] = ages.get(found[1], 0) + 1

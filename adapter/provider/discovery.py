@@ -1,8 +1,16 @@
 """Background series discovery: one ``/api/v1/series`` call per distinct ``seriesQuery``.
 
-``update_now()`` builds a new index aside and swaps it in atomically; if any seriesQuery fails the
-previous index stays (as prometheus-adapter does). ``run()`` repeats it every relist interval.
-Tests call ``update_now()`` directly; nothing here sleeps on the request path.
+``update_now()`` runs every seriesQuery, builds a new index aside and swaps it in atomically. Each
+seriesQuery stands alone: one that fails keeps its last good series (a query that never succeeded
+contributes none) while the others are indexed with what they found, so one broken rule or a
+Prometheus hiccup never empties or freezes the whole index. A rule's failure is logged when it
+starts, changes or ends (not at every relist) and reported per rule through ``on_relist``.
+
+``unavailable()`` tells the providers when an unknown metric may only be unknown because a rule's
+discovery has not succeeded yet: the request then answers 503 instead of a wrong 404.
+
+``run()`` repeats ``update_now()`` every relist interval (every 5 s at most while some rule has never
+succeeded). Tests call ``update_now()`` directly; nothing here sleeps on the request path.
 """
 
 from __future__ import annotations
@@ -11,7 +19,10 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 
+from adapter.errors import AdapterError
+from adapter.model import GroupResource
 from adapter.naming.query import MetricNamer
 from adapter.provider.registry import SeriesIndex, build_index
 
@@ -19,48 +30,97 @@ log = logging.getLogger(__name__)
 
 SeriesFn = Callable[[str, float], Awaitable[list[dict[str, str]]]]
 SeriesList = list[Mapping[str, str]]
+PENDING = "series discovery has not completed yet"
+
+
+@dataclass
+class QueryState:
+    """One seriesQuery's discovery: its last good series (None until one succeeds) and its last error."""
+
+    series: SeriesList | None = None
+    error: str = PENDING  # "" when the last attempt succeeded
+
+
+# (namer, its error or "" when its last discovery succeeded), for every rule, after each relist
+RuleStatus = Sequence[tuple[MetricNamer, str]]
 
 
 class Relister:
     def __init__(self, custom: Sequence[MetricNamer], external: Sequence[MetricNamer], series: SeriesFn,
                  interval: float, max_age: float,
-                 on_relist: Callable[[float, SeriesIndex], None] | None = None) -> None:
+                 on_relist: Callable[[float, SeriesIndex, RuleStatus], None] | None = None) -> None:
         self.custom = tuple(custom)
         self.external = tuple(external)
         self._series = series
         self.interval = interval
         self.max_age = max_age
         self.index = SeriesIndex()
-        self.ready = False
-        self.last_error: str = ""
+        self._state = {n.series_query: QueryState() for n in (*self.custom, *self.external)}
         self._on_relist = on_relist
+
+    @property
+    def complete(self) -> bool:
+        """Every seriesQuery has succeeded at least once."""
+        return all(s.series is not None for s in self._state.values())
+
+    def statuses(self) -> RuleStatus:
+        return [(n, self._state[n.series_query].error) for n in (*self.custom, *self.external)]
+
+    def unavailable(self, metric: str, resource: GroupResource | None = None) -> str | None:
+        """Why ``metric`` (custom for ``resource``, else external) may exist but is not known yet: the
+        first rule that could produce it and whose discovery has never succeeded, with its error."""
+        namers = self.external if resource is None else self.custom
+        for n in namers:
+            state = self._state[n.series_query]
+            if state.series is None and _could_produce(n, metric, resource):
+                if state.error == PENDING:
+                    return PENDING
+                return f"series discovery for {n.where} has not succeeded yet ({state.error})"
+        return None
 
     async def update_now(self) -> SeriesIndex:
         start = time.perf_counter()
-        queries = sorted({n.series_query for n in (*self.custom, *self.external)})
+        queries = sorted(self._state)
         results = await asyncio.gather(*(self._series(q, self.max_age) for q in queries),
                                        return_exceptions=True)
-        by_query: dict[str, SeriesList] = {}
         for q, r in zip(queries, results, strict=True):
-            if isinstance(r, BaseException):
-                self.last_error = f"seriesQuery {q!r}: {r}"
-                log.warning("series discovery failed; keeping the previous index",
-                            extra={"series_query": q, "error": str(r)})
+            if isinstance(r, asyncio.CancelledError):
                 raise r
-            by_query[q] = list(r)
-        index = build_index(((n, by_query[n.series_query]) for n in self.custom),
-                            ((n, by_query[n.series_query]) for n in self.external))
+            self._record(q, r)
+        found = {q: s.series or [] for q, s in self._state.items()}
+        index = build_index(((n, found[n.series_query]) for n in self.custom),
+                            ((n, found[n.series_query]) for n in self.external))
         self.index = index  # atomic swap: readers see the old or the new index, never a mix
-        self.ready = True
-        self.last_error = ""
         took = time.perf_counter() - start
         if self._on_relist:
-            self._on_relist(took, index)
-        log.info("series discovery done", extra={
-            "series_queries": len(queries), "series": index.series_count,
+            self._on_relist(took, index, self.statuses())
+        failed = sum(1 for s in self._state.values() if s.error)
+        log.log(logging.DEBUG if failed else logging.INFO, "series discovery done", extra={
+            "series_queries": len(queries), "failed_series_queries": failed, "series": index.series_count,
             "custom_metrics": len(index.custom), "external_metrics": len(index.external),
             "seconds": round(took, 3)})
         return index
+
+    def _record(self, query: str, result: list[dict[str, str]] | BaseException) -> None:
+        state = self._state[query]
+        before = state.error
+        if isinstance(result, BaseException):
+            state.error = result.message if isinstance(result, AdapterError) else f"unexpected {type(result).__name__}"
+            if not isinstance(result, AdapterError):
+                log.error("series discovery raised unexpectedly", exc_info=result, extra={"series_query": query})
+        else:
+            state.series, state.error = list(result), ""
+        if state.error == before or (before == PENDING and not state.error):
+            return
+        rules = ", ".join(n.where for n in (*self.custom, *self.external) if n.series_query == query)
+        if state.error:
+            cause = result.__cause__ if isinstance(result, BaseException) else None
+            log.warning("series discovery failed; %s", "serving the last series found" if state.series is not None
+                        else "its metrics answer 503 until it succeeds",
+                        extra={"rules": rules, "series_query": query, "error": state.error,
+                               "cause": str(cause)[:300] if cause is not None else ""})
+        else:
+            log.info("series discovery recovered", extra={"rules": rules, "series_query": query})
 
     async def run(self) -> None:
         while True:
@@ -69,5 +129,12 @@ class Relister:
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.debug("relist failed", exc_info=True)
-            await asyncio.sleep(self.interval if self.ready else min(self.interval, 5.0))
+                log.exception("series discovery failed unexpectedly; keeping the previous index")
+            await asyncio.sleep(self.interval if self.complete else min(self.interval, 5.0))
+
+
+def _could_produce(namer: MetricNamer, metric: str, resource: GroupResource | None) -> bool:
+    """Whether ``namer`` may name a series ``metric`` (for ``resource``), judged without any series."""
+    if "$" not in namer.name_as and namer.name_as != metric:
+        return False  # a literal name.as names every series the same
+    return resource is None or namer.converter.label_for(resource) is not None

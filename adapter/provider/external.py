@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from adapter.errors import AdapterError, NotFound
+from adapter.errors import AdapterError, NotFound, Unavailable
 from adapter.model import ExternalMetricInfo, ExternalValue, QueryResult, Selector
 from adapter.naming.query import MetricNamer
 from adapter.provider.discovery import Relister
 from adapter.provider.plans import Plans
 from adapter.provider.runner import QueryRunner
+from adapter.provider.trace import current as current_trace
 from adapter.provider.values import Freshness, Policy
 
 log = logging.getLogger(__name__)
@@ -32,17 +33,26 @@ class ExternalMetricsProvider:
     async def get(self, namespace: str, metric: str, selector: Selector) -> list[ExternalValue]:
         entry = self.relister.index.external.get(metric)
         if entry is None:
+            why = self.relister.unavailable(metric)
+            if why:
+                raise Unavailable(f"the metric {metric} is unavailable: {why}")
             raise NotFound(f"the server could not find the metric {metric} for namespace {namespace}")
         namer, series = entry.namer, entry.series
         policy = self.policy_for(namer)
         rendered = namer.render_external(series, namespace, selector)
         plan = self._plans.get(namer, rendered, external=True)
         key = (metric, namespace if namer.namespaced_external else "", selector.raw)
+        trace = current_trace()
+        if trace is not None:
+            trace.rule, trace.series, trace.mode, trace.query = namer.where, series, "external", rendered.query
+            trace.label_matchers, trace.group_by = rendered.label_matchers, plan.age_group
+            trace.age_limit, trace.missing_data = self.freshness.limit(policy), policy.missing
         try:
             result: QueryResult | None = await self.runner.run_plan(plan, policy.cache_ttl, namer.rule_label)
         except AdapterError as e:
-            log.warning("query failed", extra={"rule": namer.where, "promql": plan.send, "error": e.message,
-                                               "code": e.code})
+            # an outage is logged once by the backend when it starts; each failed query only counts
+            log.log(logging.DEBUG if isinstance(e, Unavailable) else logging.WARNING, "query failed",
+                    extra={"rule": namer.where, "promql": plan.send, "error": e.message, "code": e.code})
             if policy.missing != "lastKnown":
                 raise
             result = None
@@ -54,8 +64,11 @@ class ExternalMetricsProvider:
             times = {tuple(a.labels.get(label, "") for label in group): a.value for a in result.ages}
             for s in result.samples:
                 data_time = times.get(tuple(s.labels.get(label, "") for label in group))
-                if self.freshness.check(s.value, data_time, now, limit, f"external/{namespace}/{metric}",
-                                        plan.value):
+                ok = self.freshness.check(s.value, data_time, now, limit, f"external/{namespace}/{metric}",
+                                          plan.value)
+                if trace is not None:
+                    trace.external_value(s, data_time, ok)
+                if ok:
                     assert data_time is not None
                     items.append(ExternalValue(metric, dict(s.labels), data_time, s.value))
         if items:

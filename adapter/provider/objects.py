@@ -11,8 +11,9 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from adapter.errors import NotImplementedYet
+from adapter.errors import BadRequest
 from adapter.model import QueryResult, Requirement, ResourceInfo, Selector
+from adapter.naming.validation import dns1123_label_problems, dns1123_subdomain_problems
 from adapter.provider.runner import QueryRunner
 
 _SANITIZE = re.compile(r"[^a-zA-Z0-9_]")
@@ -26,7 +27,9 @@ class KsmObjectResolver:
     """``ObjectResolver`` for running without a cluster.
 
     One ``kube_pod_labels`` query for every pod (cached for the TTL like any query) serves every
-    namespace and selector: selectors are matched in-process on the sanitized label names."""
+    namespace and selector: selectors are matched in-process on the sanitized label names, every
+    operator included (``gt``/``lt`` compare the label value as an integer, as ``labels.Selector``
+    does). A selector on another resource is a 400: without a cluster only pods can be selected."""
 
     QUERY = 'kube_pod_labels{namespace!="",pod!=""}'
 
@@ -42,7 +45,8 @@ class KsmObjectResolver:
         by_ns: dict[str, list[tuple[str, dict[str, str]]]] = {}
         for s in result.samples:
             ns, pod = s.labels.get("namespace", ""), s.labels.get("pod", "")
-            if ns and pod:
+            # only names Kubernetes allows: they may be rendered unescaped (<<.LabelValuesByName>>)
+            if ns and pod and not dns1123_label_problems(ns) and not dns1123_subdomain_problems(pod):
                 by_ns.setdefault(ns, []).append((pod, dict(s.labels)))
         self._memo = (result, by_ns)
         return by_ns
@@ -51,14 +55,10 @@ class KsmObjectResolver:
         if selector.empty:
             return None  # every object that has series
         if info.group_resource.resource != "pods" or info.group_resource.group:
-            raise NotImplementedYet(
+            raise BadRequest(
                 f"a labelSelector on {info.group_resource} needs a Kubernetes API (--lister-kubeconfig); "
                 "without a cluster only pods can be selected (from kube-state-metrics' kube_pod_labels)")
-        for r in selector.requirements:
-            if r.operator in ("gt", "lt"):
-                raise NotImplementedYet(f"label selector operator {r.operator!r} cannot be resolved from "
-                                        "kube-state-metrics without a cluster")
-        result = await self._runner.run(self.QUERY)
+        result = await self._runner.run(self.QUERY, where="kube-state-metrics pod labels")
         by_ns = self._pods(result)
         key = (namespace, selector.raw)
         names = self._names.get(key)

@@ -9,12 +9,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from adapter.model import CustomMetricInfo, ExternalMetricInfo, GroupResource
 from adapter.naming.query import MetricNamer, RuleError
 from adapter.naming.resources import CLUSTER_LEVEL
+from adapter.naming.validation import metric_name_problems
 
 log = logging.getLogger(__name__)
+K = TypeVar("K")
+_warned: set[str] = set()  # metric names already reported as unservable (once per process)
 
 
 @dataclass(frozen=True)
@@ -61,15 +65,26 @@ def _named(namer: MetricNamer, series_list: list[Mapping[str, str]]
         name = labels.get("__name__", "")
         if name and namer.accepts(name):
             metric = namer.metric_name(name)
+            if metric and metric_name_problems(metric):
+                if metric not in _warned and len(_warned) < 1000:
+                    _warned.add(metric)
+                    log.warning("metric name cannot be requested through the API; not listed",
+                                extra={"rule": namer.where, "metric": metric, "series": name})
+                continue
             if metric:
                 yield name, metric, labels, n
 
 
 def build_index(custom: Iterable[tuple[MetricNamer, list[Mapping[str, str]]]],
                 external: Iterable[tuple[MetricNamer, list[Mapping[str, str]]]]) -> SeriesIndex:
-    """Apply each rule's filters and naming to the series its seriesQuery returned."""
+    """Apply each rule's filters and naming to the series its seriesQuery returned.
+
+    A metric name (for one resource) produced by several rules belongs to the LAST of them in rule
+    order, as in prometheus-adapter's registries (each rule overwrites the map entry); such collisions
+    are logged once per index built, in one WARNING line."""
     c: dict[tuple[GroupResource, bool, str], Entry] = {}
     e: dict[str, Entry] = {}
+    collisions: dict[tuple[str, str], tuple[str, str]] = {}  # (metric, resource) -> (overridden, winner)
     count = 0
     for namer, series_list in custom:
         for name, metric, labels, n in _named(namer, series_list):
@@ -82,13 +97,24 @@ def build_index(custom: Iterable[tuple[MetricNamer, list[Mapping[str, str]]]],
                 except RuleError:
                     continue
                 key = (gr, ns, metric)
-                if key not in c:
-                    c[key] = Entry(namer, name)
-                elif c[key].namer is not namer:
-                    log.debug("metric %s for %s already defined by %s; %s ignored",
-                              metric, gr, c[key].namer.where, namer.where)
+                _put(c, key, Entry(namer, name), collisions, (metric, str(gr)))
     for namer, series_list in external:
         for name, metric, _labels, n in _named(namer, series_list):
             count += n
-            e.setdefault(metric, Entry(namer, name))
+            _put(e, metric, Entry(namer, name), collisions, (metric, "external"))
+    if collisions:
+        log.warning("%d metric names are produced by more than one rule; the last rule wins, as in "
+                    "prometheus-adapter: %s", len(collisions), "; ".join(
+                        f"{m} ({res}) from {old}, overridden by {new}"
+                        for (m, res), (old, new) in sorted(collisions.items())[:20]))
     return SeriesIndex(c, e, count)
+
+
+def _put(index: dict[K, Entry], key: K, entry: Entry, collisions: dict[tuple[str, str], tuple[str, str]],
+         what: tuple[str, str]) -> None:
+    """Last wins (also among one rule's series, as upstream); a different rule's entry is a collision."""
+    old = index.get(key)
+    if old is not None and old.namer is not entry.namer:
+        first = collisions.get(what, (old.namer.where, ""))[0]
+        collisions[what] = (first, entry.namer.where)
+    index[key] = entry

@@ -3,18 +3,29 @@
 A value query goes out with its age query attached (``adapter.naming.shape.QueryPlan``); the answer
 is split here into the values and the per-object times of the newest raw samples, and cached as one
 result, so every cache hit still knows how old its data is.
+
+Every query is parsed (Prometheus's grammar) before it is sent: one that does not parse is a bug in
+a rule or in the adapter, never sent, logged at error level naming the rule, and answered 500 (plans
+are parsed when they are built, ``adapter.provider.plans``; plain queries here).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 import time
 from collections.abc import Awaitable, Callable
 
 from adapter.cache import QueryCache
+from adapter.errors import InternalError
 from adapter.model import QueryResult, Sample
+from adapter.naming.promql import PromQLError, parse
 from adapter.naming.shape import AGE_LABEL, QueryPlan
+from adapter.provider.trace import QueryTrace, Trace
+from adapter.provider.trace import current as current_trace
+
+log = logging.getLogger(__name__)
 
 QueryFn = Callable[[str], Awaitable[QueryResult]]
 RuleLabel = tuple[str, str]  # (source, rule): ("preset:vllm", "rules[8]")
@@ -65,19 +76,29 @@ class QueryRunner:
     def caching(self) -> bool:
         return self.ttl > 0
 
-    async def run(self, promql: str, ttl: float | None = None) -> QueryResult:
+    async def run(self, promql: str, ttl: float | None = None, where: str = "") -> QueryResult:
+        """The result of ``promql`` (``where``: the rule that built it, for the log)."""
         key = sys.intern(promql) if len(promql) < 512 else promql
-        return await self.cache.get_or_load(key, lambda: self._query(promql), ttl)
+        return await self.cache.get_or_load(key, lambda: self._checked(promql, where), ttl)
 
     async def run_plan(self, plan: QueryPlan, ttl: float | None = None, rule: RuleLabel | None = None
                        ) -> QueryResult:
         """The value query of ``plan`` with the data's age (``QueryResult.ages``); a query actually sent
         (not answered by the cache) is reported per ``rule`` to ``on_rule_query``."""
+        trace = current_trace()
         if plan.combined or plan.age is None:
             key = sys.intern(plan.send) if len(plan.send) < 512 else plan.send
-            return await self.cache.get_or_load(key, lambda: self._timed(rule, self._load_combined(plan.send)), ttl)
-        return await self.cache.get_or_load("\x00ages\x00" + plan.value,
-                                            lambda: self._timed(rule, self._load_apart(plan)), ttl)
+
+            def load() -> Awaitable[QueryResult]:
+                return self._timed(rule, self._load_combined(plan.send))
+        else:
+            key = "\x00ages\x00" + plan.value
+
+            def load() -> Awaitable[QueryResult]:
+                return self._timed(rule, self._load_apart(plan))
+        if trace is not None:
+            return await self._traced(trace, plan, key, load, ttl)
+        return await self.cache.get_or_load(key, load, ttl)
 
     async def _timed(self, rule: RuleLabel | None, load: Awaitable[QueryResult]) -> QueryResult:
         if rule is None or self._on_rule_query is None:
@@ -91,6 +112,26 @@ class QueryRunner:
         finally:
             self._on_rule_query(rule[0], rule[1], outcome, time.perf_counter() - start)
 
+    async def _traced(self, trace: Trace, plan: QueryPlan, key: str,
+                      loader: Callable[[], Awaitable[QueryResult]], ttl: float | None) -> QueryResult:
+        """``run_plan`` while explaining: the same cache lookup, noting where the answer came from."""
+        entry = self.cache.entry_info(key)
+        eff_ttl = self.ttl if ttl is None else ttl
+        state = "off" if eff_ttl <= 0 else "hit" if entry is not None else \
+            "coalesced" if self.cache.loading(key) else "miss"
+        q = QueryTrace(plan.send, plan.value, plan.age, state, entry[0] if entry else None,
+                       entry[1] if entry else eff_ttl)
+        if not plan.combined and plan.age is not None:
+            q.promql = plan.value + "\n" + plan.age  # sent as two queries
+        trace.sent(q)
+        result = await self.cache.get_or_load(key, loader, ttl)
+        trace.answered(result)
+        return result
+
+    async def query_uncached(self, promql: str) -> QueryResult:
+        """One query straight to the backend (explanations: the raw samples behind a value)."""
+        return await self._query(promql)
+
     async def _load_combined(self, promql: str) -> QueryResult:
         return split_ages(await self._query(promql))
 
@@ -98,3 +139,13 @@ class QueryRunner:
         assert plan.age is not None
         value, age = await asyncio.gather(self._query(plan.value), self._query(plan.age))
         return QueryResult(value.samples, value.evaluated_at, age.samples)
+
+    async def _checked(self, promql: str, where: str) -> QueryResult:
+        try:
+            parse(promql)
+        except PromQLError as e:
+            log.error("built a query that does not parse; not sent", extra={
+                "rule": where or "(adapter)", "promql": promql, "error": str(e)})
+            raise InternalError("Internal error occurred: unable to fetch metrics",
+                                details={"causes": [{"message": "unable to fetch metrics"}]}) from e
+        return await self._query(promql)

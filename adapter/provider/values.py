@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from adapter.cache import LastKnownStore
+from adapter.provider.trace import current as current_trace
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,9 @@ class Freshness:
     def withhold(self, reason: str, what: str, extra: dict[str, object], count: int = 1) -> None:
         if self._on_withheld:
             self._on_withheld(reason, count)
+        trace = current_trace()
+        if trace is not None:
+            trace.withheld(what, reason, extra)
         key = (reason, what)
         now = self.clock()
         last = self._logged.get(key)

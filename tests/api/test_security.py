@@ -73,3 +73,19 @@ def test_unauthorized_status_and_non_http_passthrough() -> None:
     asyncio.run(SecurityMiddleware(lifespan_app, FixedAuthn(ANONYMOUS), RecordingAuthz())(
         {"type": "lifespan"}, lambda: None, lambda m: None))  # type: ignore[arg-type,return-value]
     assert seen == ["lifespan"]
+
+
+def test_empty_path_segment_is_not_found_before_authorization() -> None:
+    """``pods/*//m`` would be authorized as ``pods`` without subresource, ``namespaces//ns1/...`` as
+    cluster-scoped: neither reaches the authorizer or the app."""
+    for raw in (b"/apis/custom.metrics.k8s.io/v1beta2/namespaces/ns1/pods/%2A//m",
+                b"/apis/custom.metrics.k8s.io/v1beta2/namespaces//ns1/pods/p1/m",
+                b"/apis/custom.metrics.k8s.io/v1beta2/namespaces/ns1/pods/p1%2F%2Fm",
+                b"/apis//"):
+        authz = RecordingAuthz()
+        mw = SecurityMiddleware(ok_app, FixedAuthn(Identity("bob")), authz)
+        sent = call(mw, {"type": "http", "method": "GET", "path": raw.decode(), "raw_path": raw,
+                         "query_string": b"", "headers": []})
+        assert sent[0]["status"] == 404, raw
+        assert b'"code":404' in sent[1]["body"] and b'"kind":"Status"' in sent[1]["body"]
+        assert authz.seen == [], raw

@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from adapter.backends.kube_informer import collection_path
+from adapter.backends.kube_client import METADATA_LIST, METADATA_WATCH
+from adapter.backends.kube_objects import KubeObjectResolver, collection_path
 from adapter.backends.kubernetes import KubeClients, connect, decode_auth_configmap
 from adapter.errors import ConfigError, NotFound, Unavailable
 from adapter.model import GroupResource, Identity, Requirement, ResourceInfo, Selector
-from tests.fakekube import FakeKube
+from tests.fakekube import FakeKube, Recorded
 
 PODS = ResourceInfo(GroupResource("", "pods"), "Pod", "pod", "v1", True)
 NODES = ResourceInfo(GroupResource("", "nodes"), "Node", "node", "v1", False)
+DEPLOYS = ResourceInfo(GroupResource("apps", "deployments"), "Deployment", "deployment", "v1", True)
 
 
 def wait_until(pred: Callable[[], bool], timeout: float = 20.0, what: str = "condition") -> None:
@@ -115,15 +118,15 @@ def test_watch_cache_add_relabel_delete(kube: KubeClients, fk: FakeKube) -> None
     wait_until(lambda: names(kube, PODS, "ns1", sel(app="a")) == ["a3", "b1"], what="DELETED")
     assert asyncio.run(kube.objects.exists(PODS, "ns1", "b1")) is True
     assert asyncio.run(kube.objects.exists(PODS, "ns1", "a1")) is False
-    assert len(fk.list_calls("/api/v1/namespaces/ns1/pods")) == 1
-    assert fk.list_calls("/api/v1/namespaces/ns2/pods") == []  # started lazily, per namespace
+    assert len(fk.list_calls("/api/v1/pods")) == 1  # one cluster-wide informer, indexed by namespace
+    assert [r for r in fk.state.requests if r.path.startswith("/api/v1/namespaces/")] == []
 
 
 def test_thousand_resolutions_cost_no_api_calls(kube: KubeClients, fk: FakeKube) -> None:
     for i in range(50):
         fk.add_pod("ns1", f"p{i}", {"app": "a" if i % 2 else "b"})
     assert len(names(kube, PODS, "ns1", sel(app="a"))) == 25
-    wait_until(lambda: len(fk.watch_calls("/api/v1/namespaces/ns1/pods")) == 1, what="watch")
+    wait_until(lambda: len(fk.watch_calls("/api/v1/pods")) == 1, what="watch")
     before = len(fk.state.requests)
 
     async def many() -> None:
@@ -133,13 +136,119 @@ def test_thousand_resolutions_cost_no_api_calls(kube: KubeClients, fk: FakeKube)
 
     asyncio.run(many())
     assert len(fk.state.requests) == before
-    assert len(fk.list_calls("/api/v1/namespaces/ns1/pods")) == 1
+    assert len(fk.list_calls("/api/v1/pods")) == 1
+
+
+def informer_threads(before: frozenset[threading.Thread] = frozenset()) -> list[threading.Thread]:
+    """The informer threads alive now (that were not in ``before``)."""
+    return [t for t in threading.enumerate() if t.name.startswith("informer ") and t not in before]
+
+
+def test_thousand_namespaces_one_watch_per_resource(kube: KubeClients, fk: FakeKube) -> None:
+    """Issue 10: every namespace asked about (existing or not) used to cost a thread and a WATCH.
+    A named object and a selector in 1,000 namespaces, for two resources: one informer each."""
+    fk.add_pod("ns7", "p", {"app": "a"})
+    fk.store.put("apps", "deployments", {"metadata": {"name": "d", "namespace": "ns7", "labels": {"app": "a"}}})
+    threads_before, informers_before = threading.active_count(), frozenset(informer_threads())
+
+    async def ask() -> None:
+        for i in range(1000):
+            ns, here = f"ns{i}", i == 7
+            for info, name in ((PODS, "p"), (DEPLOYS, "d")):
+                assert await kube.objects.exists(info, ns, name) is here
+                assert await kube.objects.names(info, ns, sel(app="a")) == ([name] if here else [])
+
+    asyncio.run(ask())
+    wait_until(lambda: fk.state.open_watches == 2, what="the two watches")
+    threads = informer_threads(informers_before)
+    assert len(threads) == 2, [t.name for t in threads]
+    assert threading.active_count() - threads_before <= 2
+    assert fk.state.peak_watches <= 2
+    assert len(fk.list_calls("/api/v1/pods")) == len(fk.list_calls("/apis/apps/v1/deployments")) == 1
+
+
+def test_object_caches_transfer_metadata_only(kube: KubeClients, fk: FakeKube) -> None:
+    """A cluster-wide cache of every pod needs names and labels, not specs: LIST and WATCH ask for
+    PartialObjectMetadata (falling back to full objects where a server cannot send it)."""
+    fk.add_pod("ns1", "a1", {"app": "a"})
+    assert names(kube, PODS, "ns1", sel(app="a")) == ["a1"]
+    wait_until(lambda: len(fk.watch_calls("/api/v1/pods")) == 1, what="watch")
+    assert fk.list_calls("/api/v1/pods")[0].accept == METADATA_LIST
+    assert fk.watch_calls("/api/v1/pods")[0].accept == METADATA_WATCH
+    fk.relabel_pod("ns1", "a1", {"app": "b"})
+    wait_until(lambda: names(kube, PODS, "ns1", sel(app="b")) == ["a1"], what="MODIFIED as metadata")
+    listed = kube.lister.get("/api/v1/pods", accept=METADATA_LIST)
+    assert listed["kind"] == "PartialObjectMetadataList"
+    assert [set(o) for o in listed["items"]] == [{"kind", "apiVersion", "metadata"}]
+    full = kube.lister.get("/api/v1/pods", accept="application/json;as=Table;g=meta.k8s.io;v=v1,application/json")
+    assert full["kind"] == "PodList" and "spec" in full["items"][0]
+
+
+def test_list_is_paged(kube: KubeClients, fk: FakeKube) -> None:
+    for i in range(1201):
+        fk.add_pod(f"ns{i % 3}", f"p{i:04d}", {"app": "a"})
+    assert len(names(kube, PODS, "ns1", sel(app="a"))) == 400
+    assert len(names(kube, PODS, "", Selector())) == 1201
+    lists = fk.list_calls("/api/v1/pods")
+    assert [r.query["limit"] for r in lists] == [["500"]] * 3
+    assert "continue" not in lists[0].query and all(r.query["continue"][0] for r in lists[1:])
+
+
+def test_expired_continue_token_lists_again(kube: KubeClients, fk: FakeKube) -> None:
+    """A snapshot compacted between two pages (410 on the continue token) starts the list again, as
+    client-go's pager does; the reader waiting for the first list gets its answer, not a 503."""
+    for i in range(1201):
+        fk.add_pod("ns1", f"p{i:04d}")
+    compacted: list[Recorded] = []
+
+    def compact_once(r: Recorded) -> None:
+        if "continue" in r.query and not compacted:
+            compacted.append(r)
+            fk.store.compact()
+
+    fk.state.on_request = compact_once
+    assert len(names(kube, PODS, "ns1", Selector())) == 1201
+    assert ["continue" in r.query for r in fk.list_calls("/api/v1/pods")] == [False, True, False, True, True]
+
+
+def test_paged_list_continues_one_snapshot(kube: KubeClients, fk: FakeKube) -> None:
+    """The fake's continuation reads the first page's snapshot, as etcd serves it, and 410s once it is
+    compacted (what an informer relists on)."""
+    for name in ("a", "b", "c"):
+        fk.add_pod("ns1", name)
+    first = kube.lister.get("/api/v1/pods", {"limit": "2"})
+    assert [o["metadata"]["name"] for o in first["items"]] == ["a", "b"]
+    assert first["metadata"]["remainingItemCount"] == 1
+    token, rv = first["metadata"]["continue"], first["metadata"]["resourceVersion"]
+    fk.delete_pod("ns1", "c")
+    fk.add_pod("ns1", "d")
+    rest = kube.lister.get("/api/v1/pods", {"limit": "2", "continue": token})
+    assert [o["metadata"]["name"] for o in rest["items"]] == ["c"]
+    assert rest["metadata"]["resourceVersion"] == rv and "continue" not in rest["metadata"]
+    fk.store.compact()
+    with pytest.raises(Unavailable, match="410"):
+        kube.lister.get("/api/v1/pods", {"limit": "2", "continue": token})
+
+
+def test_idle_informer_stops_and_restarts(kube: KubeClients, fk: FakeKube) -> None:
+    fk.add_pod("ns1", "a1", {"app": "a"})
+    before = frozenset(informer_threads())
+    objects = KubeObjectResolver(kube.lister, idle=0.5, watch_timeout=1)
+    try:
+        assert asyncio.run(objects.names(PODS, "ns1", sel(app="a"))) == ["a1"]
+        wait_until(lambda: not informer_threads(before) and fk.state.open_watches == 0, what="idle informer stopped")
+        fk.add_pod("ns1", "a2", {"app": "a"})
+        assert asyncio.run(objects.names(PODS, "ns1", sel(app="a"))) == ["a1", "a2"]  # a fresh LIST
+        assert asyncio.run(objects.exists(PODS, "ns1", "a2")) is True
+        assert len(fk.list_calls("/api/v1/pods")) == 2
+    finally:
+        objects.stop()
 
 
 def test_watch_dropped_resumes_without_relist(kube: KubeClients, fk: FakeKube) -> None:
     fk.add_pod("ns1", "a1", {"app": "a"})
     assert names(kube, PODS, "ns1", sel(app="a")) == ["a1"]
-    path = "/api/v1/namespaces/ns1/pods"
+    path = "/api/v1/pods"
     wait_until(lambda: len(fk.watch_calls(path)) == 1, what="first watch")
     fk.state.drop_watches()
     wait_until(lambda: len(fk.watch_calls(path)) == 2, what="re-watch")
@@ -153,7 +262,7 @@ def test_watch_dropped_resumes_without_relist(kube: KubeClients, fk: FakeKube) -
 def test_gone_410_relists(kube: KubeClients, fk: FakeKube) -> None:
     fk.add_pod("ns1", "a1", {"app": "a"})
     assert names(kube, PODS, "ns1", sel(app="a")) == ["a1"]
-    path = "/api/v1/namespaces/ns1/pods"
+    path = "/api/v1/pods"
     wait_until(lambda: len(fk.watch_calls(path)) == 1, what="first watch")
     fk.add_pod("ns1", "a2", {"app": "a"})
     wait_until(lambda: names(kube, PODS, "ns1", sel(app="a")) == ["a1", "a2"], what="a2")

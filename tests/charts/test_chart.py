@@ -20,7 +20,7 @@ from .tools import CHART, CI_VALUES, NAMESPACE, RELEASE, helm, kinds, one, rende
 SVC = RELEASE  # release "accel-metrics-adapter" contains the chart name: fullname == release name
 DNS_NAMES = [SVC, f"{SVC}.{NAMESPACE}", f"{SVC}.{NAMESPACE}.svc", f"{SVC}.{NAMESPACE}.svc.cluster.local"]
 APISERVICES = {"v1beta1.custom.metrics.k8s.io": 100, "v1beta2.custom.metrics.k8s.io": 200,
-               "v1beta1.external.metrics.k8s.io": 100}
+               "v1beta1.external.metrics.k8s.io": 100, "v1alpha1.explain.accel-metrics.io": 100}
 CI = {p.name.removesuffix("-values.yaml"): p for p in CI_VALUES}
 
 
@@ -85,10 +85,12 @@ def test_apiservices_point_at_the_service_port(values: Path) -> None:
 def test_all_three_apiservices_by_default_and_each_switchable() -> None:
     assert set(_apiservices(render())) == set(APISERVICES)
     off = _apiservices(render(ci("external-metrics-off")))
-    assert set(off) == {"v1beta1.custom.metrics.k8s.io", "v1beta2.custom.metrics.k8s.io"}
+    assert set(off) == {"v1beta1.custom.metrics.k8s.io", "v1beta2.custom.metrics.k8s.io",
+                        "v1alpha1.explain.accel-metrics.io"}
     for key, gone in (("customV1beta1", "v1beta1.custom.metrics.k8s.io"),
                       ("customV1beta2", "v1beta2.custom.metrics.k8s.io"),
-                      ("external", "v1beta1.external.metrics.k8s.io")):
+                      ("external", "v1beta1.external.metrics.k8s.io"),
+                      ("explain", "v1alpha1.explain.accel-metrics.io")):
         names = set(_apiservices(render(sets=(f"apiService.{key}=false",))))
         assert names == set(APISERVICES) - {gone}
 
@@ -396,8 +398,8 @@ def test_rbac_grants_nothing_more() -> None:
 
 def test_rbac_one_file_per_purpose() -> None:
     files = sorted(p.name for p in (CHART / "templates" / "rbac").glob("*.yaml"))
-    assert files == ["auth-delegator.yaml", "auth-reader.yaml", "hpa-metrics-reader.yaml", "metrics-scraper.yaml",
-                     "resource-reader.yaml"]
+    assert files == ["auth-delegator.yaml", "auth-reader.yaml", "explain-reader.yaml", "hpa-metrics-reader.yaml",
+                     "metrics-scraper.yaml", "resource-reader.yaml"]
 
 
 def test_hpa_controller_can_read_both_metrics_apis() -> None:
@@ -409,6 +411,19 @@ def test_hpa_controller_can_read_both_metrics_apis() -> None:
             assert allowed(objs, hpa, verb, group, "vllm_queue_depth")
         assert not allowed(objs, hpa, "create", group, "pods")
     assert not allowed(render(sets=("rbac.hpaAccess=false",)), hpa, "get", "custom.metrics.k8s.io", "pods")
+
+
+def test_explain_reader_grants_only_explanations_and_aggregates_to_view_on_request() -> None:
+    objs = render()
+    role = next(o for o in kinds(objs, "ClusterRole") if o["metadata"]["name"].endswith("-explain-reader"))
+    assert role["rules"] == [{"apiGroups": ["explain.accel-metrics.io"], "resources": ["*"], "verbs": ["get"]}]
+    assert "rbac.authorization.k8s.io/aggregate-to-view" not in role["metadata"]["labels"]
+    agg = render(sets=("rbac.explainReader.aggregateToView=true",))
+    role = next(o for o in kinds(agg, "ClusterRole") if o["metadata"]["name"].endswith("-explain-reader"))
+    assert role["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-view"] == "true"
+    for sets in (("rbac.explainReader.create=false",), ("apiService.explain=false",)):
+        assert not [o for o in kinds(render(sets=sets), "ClusterRole")
+                    if o["metadata"]["name"].endswith("-explain-reader")]
 
 
 # ---- ServiceMonitor, names, schema, NOTES --------------------------------------------------------

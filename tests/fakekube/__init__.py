@@ -4,6 +4,7 @@
         fk.kubeconfig            # a kubeconfig file (CA generated here, bearer token auth)
         fk.add_pod("ns1", "p1", {"app": "a"})
         fk.state.recorded("GET", "/api/v1/namespaces/ns1/pods")   # what the client sent
+        fk.state.open_watches    # WATCH responses streaming now (peak_watches: the most at once)
 """
 
 from __future__ import annotations

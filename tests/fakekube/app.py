@@ -8,8 +8,11 @@ recorded before anything else happens.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import json
+import ssl
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -17,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
+import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -36,6 +40,7 @@ class Recorded:
     query: dict[str, list[str]]
     body: Any
     authorization: bool  # whether an Authorization header was present (never its value)
+    accept: str = ""
 
     @property
     def is_watch(self) -> bool:
@@ -61,10 +66,24 @@ class FakeKubeState:
     users: dict[str, dict[str, Any]] = field(default_factory=dict)
     sar_rule: SarRule = field(default=lambda spec: (False, False, ""))
     fail_status: dict[str, int] = field(default_factory=dict)  # path -> HTTP status to answer instead
+    # API group -> (backend URL, TLS context with the front-proxy client cert): proxied as the aggregator does
+    aggregated: dict[str, tuple[str, ssl.SSLContext]] = field(default_factory=dict)
     requests: list[Recorded] = field(default_factory=list)
+    on_request: Callable[[Recorded], None] | None = None  # called after recording, before answering
     watch_generation: int = 0
     closing: bool = False
+    open_watches: int = 0  # WATCH responses being streamed now
+    peak_watches: int = 0  # the most ever streamed at once
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def watch_opened(self) -> None:
+        with self._lock:
+            self.open_watches += 1
+            self.peak_watches = max(self.peak_watches, self.open_watches)
+
+    def watch_closed(self) -> None:
+        with self._lock:
+            self.open_watches -= 1
 
     def record(self, r: Recorded) -> None:
         with self._lock:
@@ -124,9 +143,16 @@ def build_app(state: FakeKubeState) -> Starlette:
         if request.method in ("POST", "PUT"):
             raw = await request.body()
             body = json.loads(raw) if raw else None
-        state.record(Recorded(request.method, path, query, body, "authorization" in request.headers))
+        rec = Recorded(request.method, path, query, body, "authorization" in request.headers,
+                       request.headers.get("accept", ""))
+        state.record(rec)
+        if state.on_request is not None:
+            state.on_request(rec)
         if request.headers.get("authorization", "").removeprefix("Bearer ") not in state.tokens:
             return JSONResponse(status(401, "Unauthorized", "Unauthorized"), 401)
+        parts = path.split("/")
+        if request.method == "GET" and len(parts) > 2 and parts[1] == "apis" and parts[2] in state.aggregated:
+            return await _proxy(state, request, raw_path)
         if path in state.fail_status:
             code = state.fail_status[path]
             return JSONResponse(status(code, "InternalError", "injected failure"), code)
@@ -165,6 +191,11 @@ def build_app(state: FakeKubeState) -> Starlette:
         rdef = st.find(group, version, rest[0])
         if rdef is None or request.method != "GET":
             return _not_found()
+        if len(rest) == 3 and rest[2] == "scale" and st.find(group, version, f"{rdef.plural}/scale"):
+            obj = st.get(group, rdef.plural, namespace, rest[1])
+            if obj is None:
+                return JSONResponse(status(404, "NotFound", f'{rdef.plural}.{group} "{rest[1]}" not found'), 404)
+            return JSONResponse(_scale(obj))
         if len(rest) == 2:
             obj = st.get(group, rdef.plural, namespace, rest[1])
             if obj is None:
@@ -173,25 +204,61 @@ def build_app(state: FakeKubeState) -> Starlette:
             return JSONResponse({"kind": rdef.kind, "apiVersion": rdef.group_version, **obj})
         sel = selector_of(query.get("labelSelector", [""])[0])
         field_name = _field_name(query.get("fieldSelector", [""])[0])
-        if query.get("watch", [""])[0] in ("1", "true"):
-            stream = _watch(rdef, namespace, sel, field_name, query)
+        watching = query.get("watch", [""])[0] in ("1", "true")
+        partial = _negotiate(request.headers.get("accept", ""), "PartialObjectMetadata" if watching
+                             else "PartialObjectMetadataList")
+        if partial is None:
+            return JSONResponse(status(406, "NotAcceptable", "only the following media types are accepted: "
+                                       "application/json"), 406)
+        if watching:
+            stream = _watch(rdef, namespace, sel, field_name, query, partial)
             return StreamingResponse(stream, media_type="application/json")
-        items, rv = st.list(group, rdef.plural, namespace)
-        items = [o for o in items if _matches(o, sel, field_name)]
+        return _list(rdef, namespace, sel, field_name, query, partial)
+
+    def _list(rdef: ResourceDef, namespace: str, sel: Selector, field_name: str,
+              query: dict[str, list[str]], partial: bool) -> Response:
+        """LIST, paged as kube-apiserver pages from etcd: ``limit`` matching items per page, and a
+        ``continue`` token that reads the rest of the same snapshot (410 once that is compacted)."""
+        token = query.get("continue", [""])[0]
+        at, after = None, None
+        if token:
+            try:
+                cont = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+                at, after = int(cont["rv"]), (str(cont["ns"]), str(cont["name"]))
+            except (ValueError, KeyError, TypeError, binascii.Error) as e:
+                return JSONResponse(status(400, "BadRequest", f"continue key is not valid: {e}"), 400)
+        limit = int(query.get("limit", ["0"])[0] or 0)
+        page = st.page(rdef.group, rdef.plural, namespace, lambda o: _matches(o, sel, field_name), limit=limit,
+                       after=after, at=at)
+        if page is None:
+            msg = "The provided continue parameter is too old to display a consistent list result."
+            return JSONResponse(status(410, "Expired", msg), 410)
+        items, rv, left = page
+        meta: dict[str, Any] = {"resourceVersion": str(rv)}
+        if left:
+            ns, name = _key(items[-1])
+            meta["continue"] = base64.urlsafe_b64encode(json.dumps(
+                {"v": "meta.k8s.io/v1", "rv": rv, "ns": ns, "name": name}).encode()).decode().rstrip("=")
+            if not sel.requirements and not field_name:
+                meta["remainingItemCount"] = left
+        if partial:
+            return JSONResponse({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1",
+                                 "metadata": meta, "items": [_partial(o) for o in items]})
         return JSONResponse({"kind": f"{rdef.kind}List", "apiVersion": rdef.group_version,
-                             "metadata": {"resourceVersion": str(rv)}, "items": items})
+                             "metadata": meta, "items": items})
 
     async def _watch(rdef: ResourceDef, namespace: str, sel: Selector, field_name: str,
-                     query: dict[str, list[str]]) -> AsyncIterator[bytes]:
+                     query: dict[str, list[str]], partial: bool) -> AsyncIterator[bytes]:
         gen = state.watch_generation
         deadline = time.monotonic() + float(query.get("timeoutSeconds", ["300"])[0] or 300)
         bookmarks = query.get("allowWatchBookmarks", [""])[0] == "true"
         start = query.get("resourceVersion", [""])[0]
         wake = st.waiter()
+        state.watch_opened()
 
         def line(kind: str, obj: Obj) -> bytes:
-            return (json.dumps({"type": kind, "object": {"kind": rdef.kind, "apiVersion": rdef.group_version,
-                                                         **obj}}) + "\n").encode()
+            out = _partial(obj) if partial else {"kind": rdef.kind, "apiVersion": rdef.group_version, **obj}
+            return (json.dumps({"type": kind, "object": out}) + "\n").encode()
 
         try:
             compacted = st.compacted
@@ -226,8 +293,54 @@ def build_app(state: FakeKubeState) -> Starlette:
                     await asyncio.wait_for(wake.wait(), timeout=pause)
         finally:
             st.unwait(wake)
+            state.watch_closed()
 
     return Starlette(routes=[Route("/{path:path}", handle, methods=["GET", "POST", "PUT", "DELETE"])])
+
+
+def _scale(obj: Obj) -> dict[str, Any]:
+    """The ``autoscaling/v1`` Scale of a Deployment/StatefulSet, as the scale subresource returns it."""
+    meta = obj["metadata"]
+    labels = (obj.get("spec", {}).get("selector") or {}).get("matchLabels") or {}
+    return {"kind": "Scale", "apiVersion": "autoscaling/v1",
+            "metadata": {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+                         if k in meta},
+            "spec": {"replicas": obj.get("spec", {}).get("replicas", 1)},
+            "status": {"replicas": obj.get("status", {}).get("replicas", 0),
+                       "selector": ",".join(f"{k}={v}" for k, v in sorted(labels.items()))}}
+
+
+async def _proxy(state: FakeKubeState, request: Request, raw_path: str) -> Response:
+    """Forward to an aggregated API server as kube-aggregator does: front-proxy client certificate and
+    the caller's identity in X-Remote-User / X-Remote-Group (from the TokenReview users map)."""
+    url, ctx = state.aggregated[raw_path.split("/")[2]]
+    token = request.headers.get("authorization", "").removeprefix("Bearer ")
+    user = state.users.get(token) or {"username": "kubernetes-admin", "groups": ["system:masters"]}
+    headers = [("X-Remote-User", str(user["username"]))]
+    headers += [("X-Remote-Group", g) for g in [*user.get("groups", []), "system:authenticated"]]
+    query = request.url.query
+    async with httpx.AsyncClient(verify=ctx, timeout=30) as client:
+        r = await client.get(url + raw_path + (f"?{query}" if query else ""), headers=headers)
+    return Response(r.content, status_code=r.status_code, media_type=r.headers.get("content-type"))
+
+
+def _negotiate(accept: str, partial_kind: str) -> bool | None:
+    """Whether the first media type of ``accept`` this API can serve asks for ``partial_kind``
+    (``PartialObjectMetadata[List]`` of meta.k8s.io/v1, client-go's metadata client); None: none can be."""
+    for item in (accept or "application/json").split(","):
+        mime, *params = (p.strip() for p in item.split(";"))
+        args = dict(p.partition("=")[::2] for p in params)
+        if mime not in ("application/json", "application/*", "*/*"):
+            continue
+        if "as" not in args:
+            return False
+        if (args["as"], args.get("g"), args.get("v")) == (partial_kind, "meta.k8s.io", "v1"):
+            return True
+    return None
+
+
+def _partial(o: Obj) -> Obj:
+    return {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": o["metadata"]}
 
 
 def _not_found() -> Response:

@@ -9,6 +9,7 @@ import asyncio
 import builtins
 import copy
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,6 +52,8 @@ DEFAULT_RESOURCES = (
                 "subjectaccessreview", False, verbs=("create",)),
     # a second group that also has "pods": makes plain "metrics"-style names ambiguous tests possible
     ResourceDef("metrics.k8s.io", "v1beta1", "pods", "PodMetrics", "", True, verbs=("get", "list")),
+    ResourceDef("autoscaling", "v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler", "horizontalpodautoscaler",
+                True, short_names=("hpa",)),
 )
 
 
@@ -129,6 +132,39 @@ class Store:
             items = [copy.deepcopy(o) for (ns, _), o in sorted(self._col(group, plural).objects.items())
                      if not namespace or ns == namespace]
             return items, self._rv
+
+    def page(self, group: str, plural: str, namespace: str, match: Callable[[Obj], bool], *, limit: int = 0,
+             after: tuple[str, str] | None = None, at: int | None = None
+             ) -> tuple[builtins.list[Obj], int, int] | None:
+        """One page of a LIST, as kube-apiserver reads it from etcd: up to ``limit`` (0 = all) matching
+        objects in key order after ``after``, as they were at resourceVersion ``at`` (default: now).
+        Returns (objects, resourceVersion, matching objects left); None when ``at`` is compacted."""
+        with self._lock:
+            col = self._col(group, plural)
+            objs, rv = col.objects, self._rv
+            if at is not None:
+                if at < self._compacted:
+                    return None
+                objs, rv = dict(col.objects), at
+                for e in reversed(col.history):  # undo the events after ``at``
+                    if e.rv <= at:
+                        break
+                    key = (e.obj["metadata"].get("namespace", ""), e.obj["metadata"]["name"])
+                    if e.prev is None:
+                        objs.pop(key, None)
+                    else:
+                        objs[key] = e.prev
+            out: builtins.list[Obj] = []
+            left = 0
+            for key in sorted(k for k in objs if (not namespace or k[0] == namespace)
+                              and (after is None or k > after)):
+                if not match(objs[key]):
+                    continue
+                if limit and len(out) == limit:
+                    left += 1
+                else:
+                    out.append(copy.deepcopy(objs[key]))
+            return out, rv, left
 
     def compact(self) -> None:
         """Forget history: every open watch, and any watch from an older resourceVersion, gets 410 Gone."""

@@ -26,15 +26,6 @@ def prom(tmp_path: Path) -> Iterator[Prometheus]:
         yield p
 
 
-def test_not_ready_until_first_relist(tmp_path: Path) -> None:
-    dead = f"http://127.0.0.1:{free_port()}"
-    with adapter(tmp_path, dead, "--config", str(RULES), ready=False) as ad:
-        status, doc, _ = ad.get("/readyz")
-        assert status == 503 and "metrics-discovery" in str(doc["_text"])
-        status, _, _ = ad.get("/livez")
-        assert status == 200
-
-
 def test_prometheus_process_stopped(tmp_path: Path) -> None:
     series_file = tmp_path / "series.json"
     series_file.write_text(json.dumps(SERIES))
@@ -71,3 +62,31 @@ def test_hanging_prometheus_gets_503_at_the_request_timeout(tmp_path: Path, prom
         assert took < 10, f"503 came after {took:.1f}s, not at the 2s request timeout"
         status, _, _ = ad.get("/livez")  # the server is still responsive while queries hang
         assert status == 200
+
+
+def test_a_frozen_prometheus_fails_requests_at_the_prometheus_timeout_while_relisting(
+        tmp_path: Path, prom: Prometheus) -> None:
+    """Series discovery has its own threads: a relist stuck on a frozen Prometheus never holds the slots
+    request queries need, so a request fails at --prometheus-timeout, not at --request-timeout."""
+    head, _, tail = RULES.read_text().partition("externalRules:")
+    extra = "".join(f"""- seriesQuery: 'gpu_util{{gpu="{i}",namespace!="",pod!=""}}'
+  resources: {{overrides: {{namespace: {{resource: namespace}}, pod: {{resource: pod}}}}}}
+  name: {{matches: "^gpu_util$", as: "gpu_utilization_{i}"}}
+  metricsQuery: 'avg(<<.Series>>{{<<.LabelMatchers>>}}) by (<<.GroupBy>>)'
+""" for i in range(4))
+    cfg = tmp_path / "rules.yaml"
+    cfg.write_text(head + extra + "externalRules:" + tail)  # 10 distinct seriesQuery strings
+    with counting_proxy(prom.url) as proxy, \
+            adapter(tmp_path, proxy.url, "--config", str(cfg), "--cache-ttl", "0", "--prometheus-max-concurrency",
+                    "1", "--prometheus-timeout", "2s", "--request-timeout", "6s") as ad:
+        get_ok(ad, P1)
+        proxy.stall_paths = frozenset({"/api/v1/query", "/api/v1/series"})
+        proxy.stall = 120  # frozen: accepts, reads, never answers
+        deadline = time.monotonic() + 30
+        while proxy.in_flight["/api/v1/series"] < 1:  # a relist is stuck on it now
+            assert time.monotonic() < deadline, "no relist reached the frozen Prometheus"
+            time.sleep(0.05)
+        status, doc, _ = ad.get(P1)
+        assert status == 503 and doc["kind"] == "Status" and doc["reason"] == "ServiceUnavailable", doc
+        # the Prometheus call's own timeout answered, not the request timeout behind queued series calls
+        assert doc["message"] == "Prometheus did not answer in time", doc

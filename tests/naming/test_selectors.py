@@ -25,7 +25,8 @@ def test_parse(text: str, expected: list[Requirement]) -> None:
 
 
 @pytest.mark.parametrize("text", ["=b", "a in x", "a=b,", "a b", 'a="b"', "a in (x", "a=b c", "a>x",
-                                  'a"} or vector(1) #=x', "-bad=1"])
+                                  'a"} or vector(1) #=x', "-bad=1", "a>1_0", "a>\u0661", "a>99999999999999999999",
+                                  "a\x0b=b", "a=b\x0bc", "a=\u00e9"])
 def test_malformed_is_bad_request(text: str) -> None:
     with pytest.raises(BadRequest):
         parse_selector(text)

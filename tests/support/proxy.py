@@ -1,7 +1,9 @@
 """A counting (and optionally stalling) HTTP proxy on 127.0.0.1 in front of a real Prometheus.
 
 Counts requests per path, so tests can assert how many queries reached Prometheus, and can hold
-``/api/v1/query`` requests for ``stall`` seconds to play a hung Prometheus.
+requests to ``stall_paths`` (``/api/v1/query`` unless set) for ``stall`` seconds to play a hung
+Prometheus; ``in_flight`` counts the requests being held or forwarded, per path; ``answers`` records
+each query with Prometheus's answer.
 """
 
 from __future__ import annotations
@@ -22,7 +24,10 @@ class Proxy:
     url: str
     counts: Counter[str] = field(default_factory=Counter)
     queries: list[str] = field(default_factory=list)
+    answers: list[tuple[str, int, bytes]] = field(default_factory=list)  # (query, status, body) per query
     stall: float = 0.0
+    stall_paths: frozenset[str] = frozenset({"/api/v1/query"})
+    in_flight: Counter[str] = field(default_factory=Counter)
     methods: list[str] = field(default_factory=list)
     auth: list[str] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)
@@ -32,6 +37,7 @@ class Proxy:
         with self.lock:
             self.counts.clear()
             self.queries.clear()
+            self.answers.clear()
             self.methods.clear()
             self.auth.clear()
             self.headers.clear()
@@ -55,23 +61,36 @@ def counting_proxy(upstream: str) -> Iterator[Proxy]:
                 proxy.headers.append(dict(self.headers.items()))
                 if path == "/api/v1/query":
                     proxy.queries.append(self.path + ((" " + body.decode()) if body else ""))
-            if path == "/api/v1/query" and proxy.stall:
-                time.sleep(proxy.stall)
+                proxy.in_flight[path] += 1
+            try:
+                held = time.monotonic()
+                while path in proxy.stall_paths and time.monotonic() - held < proxy.stall:
+                    time.sleep(0.05)  # setting stall to 0 releases every held request
+                status, data = self._upstream(body)
+                if path == "/api/v1/query":
+                    with proxy.lock:
+                        proxy.answers.append((self.path + ((" " + body.decode()) if body else ""), status, data))
+            finally:
+                with proxy.lock:
+                    proxy.in_flight[path] -= 1
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the client gave up: fine
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        def _upstream(self, body: bytes | None) -> tuple[int, bytes]:
             req = urllib.request.Request(upstream + self.path, data=body, method=self.command)
             if body:
                 req.add_header("Content-Type", self.headers.get("Content-Type", ""))
             try:
                 with urllib.request.urlopen(req, timeout=30) as r:
-                    status, data = r.status, r.read()
+                    return r.status, r.read()
             except urllib.error.HTTPError as e:
-                status, data = e.code, e.read()
+                return e.code, e.read()
             except OSError:
-                status, data = 502, b"upstream unreachable"
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+                return 502, b"upstream unreachable"
 
         do_GET = _forward
         do_POST = _forward

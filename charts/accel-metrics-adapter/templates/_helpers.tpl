@@ -104,5 +104,8 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- if .Values.apiService.external }}
 {{- $out = append $out (dict "group" "external.metrics.k8s.io" "version" "v1beta1" "priority" 100) }}
 {{- end }}
+{{- if .Values.apiService.explain }}
+{{- $out = append $out (dict "group" "explain.accel-metrics.io" "version" "v1alpha1" "priority" 100) }}
+{{- end }}
 {{- toJson $out }}
 {{- end }}
