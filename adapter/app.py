@@ -62,7 +62,8 @@ class AccessLog:
 
 def create_app(handlers: Handlers, readiness: Readiness, metrics: Metrics | None = None, *,
                external_enabled: bool = True,
-               wrap: Callable[[ASGIApp], ASGIApp] | None = None, extra_routes: Sequence[Route] = ()) -> ASGIApp:
+               wrap: Callable[[ASGIApp], ASGIApp] | None = None, extra_routes: Sequence[Route] = (),
+               extra_groups: Sequence[tuple[str, tuple[str, ...]]] = ()) -> ASGIApp:
     routes: list[Route] = list(extra_routes)  # other API groups (explain.accel-metrics.io)
 
     def add_route(path: str, endpoint: Callable[[Request], Awaitable[Response]]) -> None:
@@ -75,8 +76,8 @@ def create_app(handlers: Handlers, readiness: Readiness, metrics: Metrics | None
             return Response(body, media_type="application/json")
         return handler
 
-    add_route("/apis", json_doc(discovery.api_group_list(external_enabled)))
-    add_route("/apis/", json_doc(discovery.api_group_list(external_enabled)))
+    add_route("/apis", json_doc(discovery.api_group_list(external_enabled, extra_groups)))
+    add_route("/apis/", json_doc(discovery.api_group_list(external_enabled, extra_groups)))
     add_route(f"/apis/{discovery.CUSTOM}", json_doc(discovery.api_group(discovery.CUSTOM, discovery.CUSTOM_VERSIONS)))
     if external_enabled:
         add_route(f"/apis/{discovery.EXTERNAL}",

@@ -35,6 +35,8 @@ from adapter.ports import ObjectResolver, ResourceMapper
 from adapter.provider.custom import CustomMetricsProvider, policies
 from adapter.provider.discovery import Relister, RuleStatus
 from adapter.provider.explainer import Explainer
+from adapter.provider.explanation import GROUP as EXPLAIN_GROUP
+from adapter.provider.explanation import VERSION as EXPLAIN_VERSION
 from adapter.provider.external import ExternalMetricsProvider
 from adapter.provider.objects import KsmObjectResolver
 from adapter.provider.registry import SeriesIndex
@@ -140,7 +142,7 @@ def build(st: Settings, *, registry: CollectorRegistry | None = None,
     explain = explain_routes(explainer, st.request_timeout, custom.list_metrics,
                              external.list_metrics if external is not None else list)
     app = create_app(handlers, readiness, metrics, external_enabled=external is not None, wrap=wrap,
-                     extra_routes=explain)
+                     extra_routes=explain, extra_groups=[(EXPLAIN_GROUP, (EXPLAIN_VERSION,))])
     return Built(app, relister, backend, runner, metrics, rules, custom, external, explainer)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 from adapter.model import CustomMetricInfo, ExternalMetricInfo
 
@@ -28,10 +29,12 @@ def api_group(group: str, versions: tuple[str, ...], typed: bool = True) -> dict
     return doc
 
 
-def api_group_list(external: bool) -> dict[str, object]:
+def api_group_list(external: bool, extra: Sequence[tuple[str, tuple[str, ...]]] = ()) -> dict[str, object]:
+    """Every group this server serves: the metrics APIs and ``extra`` (name, versions preferred first)."""
     groups = [api_group(CUSTOM, CUSTOM_VERSIONS, typed=False)]
     if external:
         groups.append(api_group(EXTERNAL, EXTERNAL_VERSIONS, typed=False))
+    groups += [api_group(name, versions, typed=False) for name, versions in extra]
     return {"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}
 
 

@@ -234,15 +234,24 @@ _MATCH_OPS = {"MatchOp.Equal": "=", "MatchOp.NotEqual": "!=", "MatchOp.Re": "=~"
 
 
 def age_selectors(expr: Expr, label_matchers: str) -> list[str]:
-    """The distinct selectors (as text) of ``expr`` that carry every matcher of ``label_matchers``."""
-    wanted: set[tuple[str, str, str]] = set()
+    """The distinct selectors (as text) of ``expr`` that select what the request's matchers select.
+
+    A selector qualifies when it has a matcher on every label of ``label_matchers`` and carries each
+    of their ``=`` matchers, as ``=`` or as ``=~`` with the same value (prometheus-adapter's documented
+    ``pod=~"<<index .LabelValuesByName "pod">>"`` writes the request's values into its own matchers
+    instead of using ``<<.LabelMatchers>>``)."""
+    wanted: list[tuple[str, str, str]] = []
     if label_matchers:
         probe = parse("{" + label_matchers + "}")
         assert isinstance(probe, pp.VectorSelector)
-        wanted = {_matcher_key(m) for m in probe.matchers.matchers}
+        wanted = [_matcher_key(m) for m in probe.matchers.matchers]
     out: list[str] = []
     for sel in selectors(expr):
-        if wanted <= {_matcher_key(m) for m in sel.matchers.matchers}:
+        have = {_matcher_key(m) for m in sel.matchers.matchers}
+        names = {name for name, _, _ in have}
+        if all(name in names and (op != "MatchOp.Equal" or (name, op, value) in have
+                                  or (name, "MatchOp.Re", value) in have)
+               for name, op, value in wanted):
             text = selector_text(sel)
             if text not in out:
                 out.append(text)

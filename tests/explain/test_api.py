@@ -98,6 +98,9 @@ def test_discovery_and_bad_selector(ad: Adapter) -> None:
     assert "pods/vllm_requests_waiting" in names and "externalmetrics/queue_depth" in names
     assert get_ok(ad, "/apis/explain.accel-metrics.io")["preferredVersion"] == {
         "groupVersion": "explain.accel-metrics.io/v1alpha1", "version": "v1alpha1"}
+    groups = get_ok(ad, "/apis")["groups"]  # listed beside the metrics APIs, as the aggregator expects
+    assert [g["name"] for g in groups] == [  # type: ignore[union-attr,index]
+        "custom.metrics.k8s.io", "external.metrics.k8s.io", "explain.accel-metrics.io"]
     status, doc, _ = ad.get(f"{EXPLAIN}/namespaces/llm/pods/%2A/vllm_requests_waiting?labelSelector=a%3D%3D%3Db")
     assert status == 400 and doc["kind"] == "Status"
 

@@ -259,10 +259,21 @@ def _check_query(promql: str, req: Req, status: int, body: bytes) -> list[str]:
         problems.append(f"Prometheus rejected the query ({status}): {body[:200]!r}")
     if promql == KSM_QUERY:
         return problems
+    # the value query's selector and, attached to it, the same selector inside the data-age query
+    # (timestamp(...)): every one must be a known series carrying exactly the input's matchers
     selectors = _selectors(expr)
-    if len(selectors) != 1 or selectors[0].name not in KNOWN_SERIES:
-        return [*problems, f"query is not one selector of a known series: {[s.name for s in selectors]}"]
-    matchers = _matchers(selectors[0])
+    if not selectors or any(s.name not in KNOWN_SERIES for s in selectors):
+        return [*problems, f"query selects unknown series: {[s.name for s in selectors]}"]
+    for sel in selectors:
+        for p in _check_selector(sel, req):
+            if p not in problems:
+                problems.append(p)
+    return problems
+
+
+def _check_selector(sel: promql_parser.VectorSelector, req: Req) -> list[str]:
+    problems: list[str] = []
+    matchers = _matchers(sel)
     target = _target(req)
     if target is not None and "" not in urllib.parse.unquote(req.path).rstrip("/").split("/")[1:]:
         ns, label, name = target

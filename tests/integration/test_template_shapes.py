@@ -39,6 +39,9 @@ SHAPES: dict[str, tuple[str, bool]] = {
     "topk_of_selection": ("topk(1, sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>))", False),
     "count_of_selection": ("sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>) * 0 "
                            "+ on() group_left count(count(<<.Series>>{<<.LabelMatchers>>}) by (pod))", False),
+    # prometheus-adapter's documented pattern: the request's values written into the template's own matchers
+    "values_by_name": ('sum(<<.Series>>{namespace="<<index .LabelValuesByName "namespace">>",'
+                       'pod=~"<<index .LabelValuesByName "pod">>"}) by (<<.GroupBy>>)', False),
     "relabelled_outside": ("max by (<<.GroupBy>>) (label_replace(<<.Series>>{exported_pod!=\"\"}, "
                            "\"pod\", \"$1\", \"exported_pod\", \"(.+)\") and on (namespace, pod) "
                            "<<.Series>>{<<.LabelMatchers>>})", True),

@@ -125,3 +125,13 @@ def test_every_preset_custom_rule_keeps_the_cluster_wide_query() -> None:
     for sourced in rules.rules:
         namer = MetricNamer.compile(sourced, StaticResourceMapper())
         assert namer.wide_reason(GroupResource("", "pods"), cluster=True) is None, sourced.where
+
+
+def test_age_selectors_of_a_label_values_by_name_template() -> None:
+    """prometheus-adapter's documented pattern puts the request's values in its own matchers."""
+    lm = 'namespace="ns1",pod="p1"'
+    expr = parse('sum(X{namespace="ns1",pod=~"p1"}) by (pod) / sum(Y{job="j"}) by (pod)')
+    assert age_query(expr, lm, ["pod"]) == 'max by (pod) (timestamp(X{namespace="ns1",pod=~"p1"}))'
+    several = 'namespace="ns1",pod=~"a\\\\.b|c"'
+    expr = parse('sum(X{namespace="ns1",pod=~"a.b|c"}) by (pod) / sum(X{namespace="ns2",pod=~"a.b|c"}) by (pod)')
+    assert age_query(expr, several, ["pod"]) == 'max by (pod) (timestamp(X{namespace="ns1",pod=~"a.b|c"}))'
