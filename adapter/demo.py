@@ -3,8 +3,9 @@
 Starts three processes on 127.0.0.1 (the fleet simulator, Debian's ``prometheus`` with its own
 temporary config and data directory, and ``accel-adapter serve`` with every preset), then polls
 the exact URLs the HPA controller sends and prints, per workload, the value the HPA reads and the
-replica count it would choose (``adapter.hpa``). Ctrl-C (or ``--duration``) stops everything and
-removes the temporary directory: nothing is left running.
+replica count it would choose (``adapter.hpa``), with the metric and API path so a row maps to an
+HPA manifest. The first table waits for the first samples. Ctrl-C (or ``--duration``) stops
+everything, removes the temporary directory (nothing is left running) and writes a PNG timeline.
 """
 
 from __future__ import annotations
@@ -22,27 +23,28 @@ import sys
 import tempfile
 import time
 import urllib.error
-import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from adapter.demo_hpa import HpaState, Workload
+from adapter.demo_plot import write_plot
 
-WORKLOADS: tuple[Workload, ...] = (
-    Workload("vLLM llama3-8b: queue depth (Pods)", "pods", "ml-serving", "vllm_requests_waiting",
-             "app=llama3-8b", target=5.0, min_replicas=1, max_replicas=10),
-    Workload("vLLM llama3-8b: GPU utilization % (Pods)", "pods", "ml-serving", "nvidia_gpu_utilization_percent",
-             "app=llama3-8b", target=60.0, min_replicas=1, max_replicas=10),
-    Workload("Triton vision: pending requests (Pods)", "pods", "ml-serving", "triton_pending_requests",
-             "app=vision", target=4.0, min_replicas=1, max_replicas=8),
-    Workload("vLLM on Neuron: NeuronCore utilization (Pods)", "pods", "ml-serving",
+WORKLOADS: tuple[Workload, ...] = (  # replicas: the simulated Deployments' sizes (adapter.simulator.demo)
+    Workload("vLLM llama3-8b: queue depth", "pods", "ml-serving", "vllm_requests_waiting",
+             "app=llama3-8b", target=5.0, min_replicas=1, max_replicas=10, replicas=3),
+    Workload("vLLM llama3-8b: GPU utilization %", "pods", "ml-serving", "nvidia_gpu_utilization_percent",
+             "app=llama3-8b", target=60.0, min_replicas=1, max_replicas=10, replicas=3),
+    Workload("Triton vision: pending requests", "pods", "ml-serving", "triton_pending_requests",
+             "app=vision", target=4.0, min_replicas=1, max_replicas=8, replicas=2),
+    Workload("vLLM on Neuron: NeuronCore utilization", "pods", "ml-serving",
              "neuron_core_utilization_ratio", "app=neuron-llama32-3b", target=0.7, min_replicas=1,
-             max_replicas=6),
-    Workload("TGI mistral-7b: queue (External, per model)", "external", "chat", "tgi_requests_waiting",
-             "", target=8.0, min_replicas=1, max_replicas=8, average=True),
+             max_replicas=6, replicas=1),
+    Workload("TGI mistral-7b: queue per model", "external", "chat", "tgi_requests_waiting",
+             "", target=8.0, min_replicas=1, max_replicas=8, average=True, replicas=2),
 )
+FIRST_SAMPLES_TIMEOUT = 90.0
 
 
 def _free_port() -> int:
@@ -129,7 +131,7 @@ def stack(args: argparse.Namespace) -> Iterator[tuple[str, ssl.SSLContext]]:
         base = f"https://127.0.0.1:{adapter_port}"
         _wait(f"{base}/readyz", adapter, "adapter", tmp / "adapter.log", ctx)
         # readiness does not wait for Prometheus: wait for the first series discovery to serve a metric
-        _wait(base + _url(WORKLOADS[0]), adapter, "adapter's first series discovery", tmp / "adapter.log", ctx)
+        _wait(base + WORKLOADS[0].path(), adapter, "adapter's first series discovery", tmp / "adapter.log", ctx)
         # the server's own certificate is in cert-dir: from here on, verify it
         ctx = ssl.create_default_context(cafile=str(tmp / "certs" / "apiserver.crt"))
         ctx.check_hostname = False
@@ -139,13 +141,31 @@ def stack(args: argparse.Namespace) -> Iterator[tuple[str, ssl.SSLContext]]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _url(w: Workload) -> str:
-    sel = urllib.parse.quote(w.selector, safe="")
-    if w.kind == "pods":
-        q = f"?labelSelector={sel}" if w.selector else ""
-        return f"/apis/custom.metrics.k8s.io/v1beta2/namespaces/{w.namespace}/pods/%2A/{w.metric}{q}"
-    q = f"?labelSelector={sel}" if w.selector else ""
-    return f"/apis/external.metrics.k8s.io/v1beta1/namespaces/{w.namespace}/{w.metric}{q}"
+def wait_first_samples(base: str, ctx: ssl.SSLContext, states: list[HpaState],
+                       timeout: float = FIRST_SAMPLES_TIMEOUT) -> float:
+    """Poll every workload's URL until each has a value (bounded); returns the seconds waited."""
+    print("waiting for the first scrapes (Prometheus needs two samples for rates and quantiles) ...",
+          flush=True)
+    start = time.monotonic()
+    pending = {st.workload.path() for st in states}
+    while pending and time.monotonic() - start < timeout:
+        for path in sorted(pending):
+            code, body = _get(base + path, ctx)
+            items = json.loads(body or b"{}").get("items") if code == 200 else None
+            if items:
+                pending.discard(path)
+        if pending:
+            time.sleep(1.0)
+    waited = time.monotonic() - start
+    if pending:
+        print(f"  still no value after {waited:.0f}s for: {', '.join(sorted(pending))}", flush=True)
+    return waited
+
+
+def _header(states: list[HpaState]) -> str:
+    lines = ["each HPA reads one metric; the API path it sends (kubectl get --raw PATH shows the same):"]
+    lines += [f"  {st.workload.title:<40} GET {st.workload.path()}" for st in states]
+    return "\n".join(lines)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -159,20 +179,28 @@ def run(args: argparse.Namespace) -> int:
     try:
         with stack(args) as (base, ctx):
             print(f"adapter ready at {base} (simulated fleet, real Prometheus); Ctrl-C stops everything\n", flush=True)
-            tick = 0
+            print(_header(states) + "\n", flush=True)
+            waited = wait_first_samples(base, ctx, states)
+            print(f"first samples after {waited:.0f}s\n", flush=True)
+            started = time.monotonic()
             while not stop["now"] and (args.duration <= 0 or time.monotonic() - started < args.duration):
                 now = time.monotonic() - started
                 print(f"--- t={now:5.0f}s " + "-" * 86, flush=True)
                 for st in states:
-                    code, body = _get(base + _url(st.workload), ctx)
+                    code, body = _get(base + st.workload.path(), ctx)
                     st.observe(code, json.loads(body or b"{}"), now)
-                    print(st.render(), flush=True)
-                tick += 1
+                    print(st.render(args.show_paths), flush=True)
                 time.sleep(max(0.0, args.interval))
     except KeyboardInterrupt:
         print("\nstopping ...", flush=True)
     ok = all(st.successes > 0 for st in states)
     print("\nsummary: " + ", ".join(f"{st.workload.metric}={st.successes} reads" for st in states), flush=True)
+    if args.plot and any(st.history for st in states):
+        try:
+            print(f"plot of each workload's metric, target and replicas: {write_plot(states, Path(args.plot))}",
+                  flush=True)
+        except ImportError:
+            print("no plot: matplotlib is missing (pip install 'accel-metrics-adapter[demo]')", flush=True)
     return 0 if ok else 1
 
 
@@ -182,5 +210,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--interval", type=float, default=5.0, help="seconds between HPA syncs (default 5)")
     p.add_argument("--curve", default="spike", help="simulator load curve (flat, ramp, spike, wave)")
     p.add_argument("--period", default="60s", help="simulator load curve period")
+    p.add_argument("--show-paths", action="store_true", help="print the API path under every row")
+    p.add_argument("--plot", default="accel-demo.png",
+                   help="PNG written at the end (or on Ctrl-C): each workload's metric, target and replicas "
+                        "over time (default accel-demo.png; '' for none)")
     p.set_defaults(func=run)
 

@@ -11,6 +11,8 @@ registry per process (tests one per test) and passes it in. All names start with
 | accel_adapter_prometheus_queries_total | counter | endpoint (query, series), outcome (success, error, ...) |
 | accel_adapter_prometheus_query_duration_seconds | histogram | endpoint |
 | accel_adapter_prometheus_query_errors_total | counter | endpoint, reason (failure kind / exception class) |
+| accel_adapter_rule_queries_total | counter | source (preset:<name> or file), rule (rules[i]), outcome |
+| accel_adapter_rule_query_duration_seconds | histogram | source, rule |
 | accel_adapter_cache_{hits,misses,coalesced,evictions,refreshes}_total | counter | cache |
 | accel_adapter_prometheus_up | gauge | 1 while Prometheus answers, 0 while it is unreachable (or answers 502-504) |
 | accel_adapter_relist_duration_seconds | histogram | |
@@ -79,6 +81,13 @@ class Metrics:
         self.prometheus_query_errors = Counter(
             f"{p}_prometheus_query_errors_total", "Failed requests to Prometheus, by endpoint and reason.",
             ("endpoint", "reason"), registry=r)
+        self.rule_queries = Counter(
+            f"{p}_rule_queries_total", "Value queries sent to Prometheus for a rule (cache misses), by the rule's "
+            "source (preset:<name> or the rules file), the rule (rules[i] / externalRules[i]) and outcome.",
+            ("source", "rule", "outcome"), registry=r)
+        self.rule_query_duration = Histogram(
+            f"{p}_rule_query_duration_seconds", "Duration of the value queries sent for a rule (the value and "
+            "its data age), by source and rule.", ("source", "rule"), buckets=QUERY_BUCKETS, registry=r)
         self.cache_counters = {
             event: Counter(f"{p}_cache_{suffix}_total", f"Value cache {suffix}, by cache.", ("cache",),
                            registry=r)
@@ -144,6 +153,11 @@ class Metrics:
         self.prometheus_query_duration.labels(endpoint).observe(seconds)
         if error is not None:
             self.prometheus_query_errors.labels(endpoint, error).inc()
+
+    def observe_rule_query(self, source: str, rule: str, outcome: str, seconds: float) -> None:
+        """``QueryRunner(on_rule_query=...)``: one value query sent for a rule; outcome success or error."""
+        self.rule_queries.labels(source, rule, outcome).inc()
+        self.rule_query_duration.labels(source, rule).observe(seconds)
 
     def prometheus_call(self, endpoint: str, outcome: str, seconds: float) -> None:
         """``PrometheusBackend(on_call=metrics.prometheus_call)``: outcome ``success`` or a failure kind

@@ -17,10 +17,19 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from types import UnionType
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from adapter.errors import ConfigError
 
@@ -98,11 +107,22 @@ class DiscoveryRule(_Strict):
         return v
 
 
+class PresetRef(_Strict):
+    """A preset with parameters: ``{name: vllm, params: {queuePerReplica: 5}}`` (a plain name is the same
+    preset with its defaults)."""
+
+    name: str
+    params: dict[str, float] = Field(default_factory=dict)
+
+
 class RulesFile(_Strict):
     rules: list[DiscoveryRule] = Field(default_factory=list)
     external_rules: list[DiscoveryRule] = Field(default_factory=list, alias="externalRules")
     resource_rules: dict[str, Any] | None = Field(default=None, alias="resourceRules")
-    presets: list[str] = Field(default_factory=list)
+    # a name, or {name, params}; tagged so that an error names the entry's own field
+    presets: list[Annotated[Annotated[str, Tag("name")] | Annotated[PresetRef, Tag("entry")],
+                            Discriminator(lambda v: "name" if isinstance(v, str) else "entry")]] = Field(
+        default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -209,10 +229,17 @@ def available_presets() -> list[str]:
     return sorted(p.name[:-5] for p in files.iterdir() if p.name.endswith(".yaml"))
 
 
-def preset_text(name: str) -> str:
+def preset_text(name: str, params: dict[str, float] | None = None) -> str:
+    """The preset's rules file, its ``${param}`` placeholders filled (defaults unless ``params`` says)."""
+    from adapter.presets import PresetParamError, render  # noqa: PLC0415 - the package holding the files
+
     if name not in available_presets():
         raise ConfigError(f"unknown preset {name!r} (available: {', '.join(available_presets()) or 'none'})")
-    return (resources.files(PRESET_PACKAGE) / f"{name}.yaml").read_text(encoding="utf-8")
+    text = (resources.files(PRESET_PACKAGE) / f"{name}.yaml").read_text(encoding="utf-8")
+    try:
+        return render(name, text, params or {})
+    except PresetParamError as e:
+        raise ConfigError(f"preset {name!r}: {e}") from e
 
 
 def load_rules(config: Path | None, presets: tuple[str, ...] = ()) -> LoadedRules:
@@ -221,7 +248,7 @@ def load_rules(config: Path | None, presets: tuple[str, ...] = ()) -> LoadedRule
     Presets come first and the user's rules after them: a metric name produced by several rules belongs
     to the last one (as in prometheus-adapter), so a user rule overrides a preset metric of that name."""
     user: tuple[list[SourcedRule], list[SourcedRule]] = ([], [])
-    wanted: list[str] = []
+    wanted: list[tuple[str, dict[str, float]]] = []
     if config is not None:
         try:
             text = config.read_text(encoding="utf-8")
@@ -233,17 +260,25 @@ def load_rules(config: Path | None, presets: tuple[str, ...] = ()) -> LoadedRule
                         config)
         user = ([SourcedRule(r, str(config), "rules", i) for i, r in enumerate(rf.rules)],
                 [SourcedRule(r, str(config), "externalRules", i) for i, r in enumerate(rf.external_rules)])
-        wanted += rf.presets
-    wanted += list(presets)
+        wanted += [(p, {}) if isinstance(p, str) else (p.name, dict(p.params)) for p in rf.presets]
+    wanted += [(p, {}) for p in presets]
     rules: list[SourcedRule] = []
     external: list[SourcedRule] = []
     seen: list[str] = []
-    for name in wanted:
+    chosen: dict[str, dict[str, float]] = {}
+    for name, params in wanted:
         if name in seen:
+            if params and params != chosen[name]:
+                raise ConfigError(f"{config}: presets: {name!r} is listed twice with different params")
             continue
         seen.append(name)
+        chosen[name] = params
         source = f"preset:{name}"
-        pf = parse_rules_text(preset_text(name), source)
+        try:
+            text = preset_text(name, params)
+        except ConfigError as e:
+            raise ConfigError(f"{config}: presets: {e}" if config is not None else str(e)) from e
+        pf = parse_rules_text(text, source)
         rules += [SourcedRule(r, source, "rules", i) for i, r in enumerate(pf.rules)]
         external += [SourcedRule(r, source, "externalRules", i) for i, r in enumerate(pf.external_rules)]
     return LoadedRules((*rules, *user[0]), (*external, *user[1]), tuple(seen))

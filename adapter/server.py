@@ -108,7 +108,7 @@ def build(st: Settings, *, registry: CollectorRegistry | None = None,
 
     backend = prometheus_backend(st, on_call=on_call, on_reachable=metrics.set_prometheus_up)
     runner = QueryRunner(backend.query, ttl=st.cache_ttl, max_entries=st.cache_max_entries,
-                         on_event=metrics.cache_observer("query"))
+                         on_event=metrics.cache_observer("query"), on_rule_query=metrics.observe_rule_query)
 
     def rule_id(namer: MetricNamer) -> tuple[str, str]:
         return namer.sourced.source, f"{namer.sourced.list_name}[{namer.sourced.index}]"

@@ -12,7 +12,8 @@ from tests.support.procs import free_port
 def test_presets_json_lists_every_metric_with_unit_and_series(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["presets", "-o", "json"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert {r["preset"] for r in rows} == {"nvidia-dcgm", "aws-neuron", "vllm", "triton", "tgi"}
+    assert {r["preset"] for r in rows} == {"nvidia-dcgm", "aws-neuron", "vllm", "triton", "tgi", "sglang", "nim",
+                                          "llm-d"}
     for r in rows:
         assert set(r) == {"preset", "metric", "api", "resource", "unit", "series"}
         assert r["api"] in ("custom", "external")

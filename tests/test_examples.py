@@ -37,7 +37,8 @@ def hpa_metrics(doc: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
 def test_there_are_examples_for_each_use_case() -> None:
     names = {p.name for p in EXAMPLES}
     assert {"hpa-gpu-utilization.yaml", "hpa-vllm-queue-pods.yaml", "hpa-vllm-queue-external.yaml",
-            "hpa-triton-queue-time.yaml", "hpa-neuron-utilization.yaml"} <= names
+            "hpa-triton-queue-time.yaml", "hpa-neuron-utilization.yaml", "hpa-vllm-demand-slo.yaml",
+            "hpa-llm-d-scale-from-zero.yaml", "hpa-wva-desired-replicas.yaml"} <= names
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
@@ -50,7 +51,10 @@ def test_example(path: Path) -> None:
     for doc in docs:
         assert doc["apiVersion"] == "autoscaling/v2" and doc["kind"] == "HorizontalPodAutoscaler"
         assert doc["spec"]["scaleTargetRef"]["name"]
-        assert 1 <= doc["spec"]["minReplicas"] <= doc["spec"]["maxReplicas"]
+        assert 0 <= doc["spec"]["minReplicas"] <= doc["spec"]["maxReplicas"]
+        if doc["spec"]["minReplicas"] == 0:  # HPAScaleToZero: the API requires an Object or External metric
+            assert all(m["type"] in ("Object", "External") for m in doc["spec"]["metrics"]), path.name
+            assert "HPAScaleToZero" in text
         for kind, name, target in hpa_metrics(doc):
             api = "external" if kind == "External" else "custom"
             assert name in defined[api], f"{name} is not a {api} metric of any preset"
@@ -66,3 +70,16 @@ def test_example(path: Path) -> None:
             selector = (doc["spec"]["metrics"][0].get("external") or {}).get("metric", {}).get("selector", {})
             for v in selector.get("matchLabels", {}).values():
                 assert re.fullmatch(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]", v), f"invalid label value {v!r}"
+
+
+def test_behavior_policies_and_tolerance_are_well_formed() -> None:
+    """The demand + SLO example: two metrics, per-direction tolerance and the scale policies (autoscaling/v2)."""
+    doc = yaml.safe_load((ROOT / "examples" / "hpa-vllm-demand-slo.yaml").read_text())
+    assert [m["type"] for m in doc["spec"]["metrics"]] == ["Pods", "External"]
+    for direction in ("scaleUp", "scaleDown"):
+        rules = doc["spec"]["behavior"][direction]
+        assert 0 < rules["tolerance"] < 1
+        assert rules["selectPolicy"] in ("Max", "Min", "Disabled")
+        assert 0 <= rules["stabilizationWindowSeconds"] <= 3600
+        for p in rules["policies"]:
+            assert p["type"] in ("Pods", "Percent") and p["value"] > 0 and 0 < p["periodSeconds"] <= 1800

@@ -71,6 +71,11 @@ class MetricNamer:
     def where(self) -> str:
         return self.sourced.where
 
+    @property
+    def rule_label(self) -> tuple[str, str]:
+        """(source, rule) for per-rule query metrics: ("preset:vllm", "rules[8]")."""
+        return self.sourced.source, f"{self.sourced.list_name}[{self.sourced.index}]"
+
     @classmethod
     def compile(cls, sourced: SourcedRule, mapper: ResourceMapper) -> MetricNamer:
         rule, where = sourced.rule, sourced.where

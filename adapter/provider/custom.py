@@ -83,7 +83,7 @@ class CustomMetricsProvider:
 
     async def _query(self, namer: MetricNamer, plan: QueryPlan, policy: Policy) -> QueryResult:
         try:
-            return await self.runner.run_plan(plan, policy.cache_ttl)
+            return await self.runner.run_plan(plan, policy.cache_ttl, namer.rule_label)
         except AdapterError as e:
             # an outage is logged once by the backend when it starts; each failed query only counts
             log.log(logging.DEBUG if isinstance(e, Unavailable) else logging.WARNING, "query failed",

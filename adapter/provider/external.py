@@ -65,7 +65,7 @@ class ExternalMetricsProvider:
             trace.label_matchers, trace.group_by = rendered.label_matchers, plan.age_group
             trace.age_limit, trace.missing_data = self.freshness.limit(policy), policy.missing
         try:
-            result: QueryResult | None = await self.runner.run_plan(plan, policy.cache_ttl)
+            result: QueryResult | None = await self.runner.run_plan(plan, policy.cache_ttl, namer.rule_label)
         except AdapterError as e:
             # an outage is logged once by the backend when it starts; each failed query only counts
             log.log(logging.DEBUG if isinstance(e, Unavailable) else logging.WARNING, "query failed",

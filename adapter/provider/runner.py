@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+import time
 from collections.abc import Awaitable, Callable
 
 from adapter.cache import QueryCache
@@ -27,6 +28,8 @@ from adapter.provider.trace import current as current_trace
 log = logging.getLogger(__name__)
 
 QueryFn = Callable[[str], Awaitable[QueryResult]]
+RuleLabel = tuple[str, str]  # (source, rule): ("preset:vllm", "rules[8]")
+OnRuleQuery = Callable[[str, str, str, float], None]  # source, rule, outcome, seconds
 
 
 # what a parsed result holds (tracemalloc over decoded Prometheus answers): per sample the Sample,
@@ -67,8 +70,10 @@ class QueryRunner:
 
     def __init__(self, query: QueryFn, *, ttl: float, max_entries: int,
                  on_event: Callable[[str], None] | None = None,
-                 clock: Callable[[], float] | None = None, max_bytes: int = 64 * 1024 * 1024) -> None:
+                 clock: Callable[[], float] | None = None, max_bytes: int = 64 * 1024 * 1024,
+                 on_rule_query: OnRuleQuery | None = None) -> None:
         self._query = query
+        self._on_rule_query = on_rule_query
         self.ttl = ttl
         kwargs = {"clock": clock} if clock is not None else {}
         self.cache: QueryCache[str, QueryResult] = QueryCache(
@@ -85,18 +90,36 @@ class QueryRunner:
         key = sys.intern(promql) if len(promql) < 512 else promql
         return await self.cache.get_or_load(key, lambda: self._checked(promql, where), ttl)
 
-    async def run_plan(self, plan: QueryPlan, ttl: float | None = None) -> QueryResult:
-        """The value query of ``plan`` with the data's age (``QueryResult.ages``)."""
+    async def run_plan(self, plan: QueryPlan, ttl: float | None = None, rule: RuleLabel | None = None
+                       ) -> QueryResult:
+        """The value query of ``plan`` with the data's age (``QueryResult.ages``); a query actually sent
+        (not answered by the cache) is reported per ``rule`` to ``on_rule_query``."""
         trace = current_trace()
         if plan.combined or plan.age is None:
             key = sys.intern(plan.send) if len(plan.send) < 512 else plan.send
-            if trace is not None:
-                return await self._traced(trace, plan, key, lambda: self._load_combined(plan.send), ttl)
-            return await self.cache.get_or_load(key, lambda: self._load_combined(plan.send), ttl)
-        key = "\x00ages\x00" + plan.value
+
+            def load() -> Awaitable[QueryResult]:
+                return self._timed(rule, self._load_combined(plan.send))
+        else:
+            key = "\x00ages\x00" + plan.value
+
+            def load() -> Awaitable[QueryResult]:
+                return self._timed(rule, self._load_apart(plan))
         if trace is not None:
-            return await self._traced(trace, plan, key, lambda: self._load_apart(plan), ttl)
-        return await self.cache.get_or_load(key, lambda: self._load_apart(plan), ttl)
+            return await self._traced(trace, plan, key, load, ttl)
+        return await self.cache.get_or_load(key, load, ttl)
+
+    async def _timed(self, rule: RuleLabel | None, load: Awaitable[QueryResult]) -> QueryResult:
+        if rule is None or self._on_rule_query is None:
+            return await load
+        start = time.perf_counter()
+        outcome = "error"
+        try:
+            result = await load
+            outcome = "success"
+            return result
+        finally:
+            self._on_rule_query(rule[0], rule[1], outcome, time.perf_counter() - start)
 
     async def _traced(self, trace: Trace, plan: QueryPlan, key: str,
                       loader: Callable[[], Awaitable[QueryResult]], ttl: float | None) -> QueryResult:

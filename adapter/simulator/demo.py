@@ -7,15 +7,20 @@
   ``aws.amazon.com/neuron``, ``neuroncore`` or ``neurondevice``, and CPU-only pods beside them.
 * vLLM (3 models, one on Neuron; served names without '/', as ``--served-model-name`` sets them,
   so an HPA's External-metric selector can match them), Triton (2 models per pod), TGI servers.
-* kube-state-metrics on a CPU node.
+* kube-state-metrics on a CPU node, with the HorizontalPodAutoscalers of the demo workloads
+  (``kube_horizontalpodautoscaler_*``: what the HPA controller read and decided).
 """
 
 from __future__ import annotations
 
 from adapter.simulator.topology import (
+    Hpa,
+    HpaMetric,
     ModelServer,
     NeuronNode,
     NeuronRuntime,
+    Node,
+    PoolDemand,
     Topology,
     _Ids,
     _layouts,
@@ -119,8 +124,54 @@ def demo_topology(seed: int, layout: str = "mixed") -> Topology:
                         requests=(("aws.amazon.com/neurondevice", 6.0, "integer"),), phase=0.45)
             t.pods.append(p)
             t.runtimes.append(NeuronRuntime(host, p, "2871", tuple(range(12)), 0.15, 0.75, 0.012, 0.2, 6e9))
+            # an older vLLM build on Neuron: the pre-0.9 KV-cache name
             t.servers.append(ModelServer("vllm", p, ("llama-3.2-3b-instruct",),
-                                         "vllm-neuron-llama32-3b", 6.0))
+                                         "vllm-neuron-llama32-3b", 6.0, legacy_names=True))
             t.pods.append(ids.pod("ml-serving", "api-gateway", node, "gateway", deployment="api-gateway",
                                   labels=_app("api-gateway", "api-gateway")))
+    _llm_d(t, ids, cpu, lay_a)
+    t.hpas.extend(demo_hpas())
     return t
+
+
+L40S, L40S_FB = "NVIDIA L40S", 46068
+
+
+def _llm_d(t: Topology, ids: _Ids, cpu: Node, layout: str) -> None:
+    """gpu-c (g6e, 4x L40S): SGLang (1 GPU) and NIM (2 GPUs) servers and an idle GPU; the llm-d gateway
+    (EPP) and WVA on the CPU node, with demand for a model whose Deployment has zero pods (scale from zero)."""
+    node_c = ids.node(6, "g6e.12xlarge")
+    exp_c = add_gpu_node(t, ids, node_c, L40S, L40S_FB, 350.0, layout)
+    specs = (("sglang", "sglang-qwen2-7b", "qwen2.5-7b-instruct", 0.35, (0,)),
+             ("nim", "nim-llama3-8b", "meta/llama-3.1-8b-instruct", 0.7, (1, 2)))  # NIM: tensor parallel 2
+    for kind, dep, model, phase, gpus in specs:
+        p = ids.pod("ml-serving", dep, node_c, kind, deployment=dep, labels=_app(kind, dep),
+                    requests=((GPU, float(len(gpus)), "integer"),), phase=phase)
+        t.pods.append(p)
+        t.gpus.extend(gpu(ids, node_c, i, L40S, L40S_FB, 350.0, exp_c, layout, p) for i in gpus)
+        t.servers.append(ModelServer(kind, p, (model,), dep, 5.0))
+    t.gpus.append(gpu(ids, node_c, 3, L40S, L40S_FB, 350.0, exp_c, layout, None))
+    t.gateway = ids.pod("ml-serving", "llm-d-epp", cpu, "epp", deployment="llm-d-epp",
+                        labels=_app("llm-d-epp", "llm-d-epp"))
+    t.wva = ids.pod("workload-variant-autoscaler-system", "workload-variant-autoscaler-controller-manager", cpu,
+                    "manager", deployment="workload-variant-autoscaler-controller-manager",
+                    labels={"control-plane": "controller-manager"})
+    t.pods += [t.gateway, t.wva]
+    t.demand += [PoolDemand("ml-serving", "llama3-8b-pool", "llama-3.1-8b-instruct", "vllm-llama3-8b", 0.0, 24.0),
+                 # no pods: the HPA has scaled it to zero; demand waits at the gateway
+                 PoolDemand("ml-serving", "granite-pool", "granite-3.3-8b-instruct", "vllm-granite-8b", 0.2, 6.0)]
+
+
+def demo_hpas() -> list[Hpa]:
+    """The demo's HPAs (``adapter.demo`` drives the same targets): Pods and External, one with two metrics."""
+    return [
+        Hpa("ml-serving", "vllm-llama3-8b", "vllm-llama3-8b",
+            (HpaMetric("vllm_requests_waiting", "Pods", 5.0),
+             HpaMetric("nvidia_gpu_utilization_percent", "Pods", 60.0)), 1, 10),
+        Hpa("ml-serving", "triton-vision", "triton-vision", (HpaMetric("triton_pending_requests", "Pods", 4.0),),
+            1, 8),
+        Hpa("ml-serving", "vllm-neuron-llama32-3b", "vllm-neuron-llama32-3b",
+            (HpaMetric("neuron_core_utilization_ratio", "Pods", 0.7),), 1, 6),
+        Hpa("chat", "tgi-mistral-7b", "tgi-mistral-7b",
+            (HpaMetric("tgi_requests_waiting", "External", 8.0, "average", "tgi-mistral-7b"),), 1, 8),
+    ]

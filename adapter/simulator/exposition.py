@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from adapter.simulator import labels as L
 from adapter.simulator import values as V
 from adapter.simulator.histograms import MixtureHistogram
+from adapter.simulator.hpas import render_hpas
 from adapter.simulator.ksm import render_ksm
 from adapter.simulator.topology import NeuronRuntime
 
@@ -28,6 +29,16 @@ DCGM_FIELDS = (
     ("DCGM_FI_PROF_GR_ENGINE_ACTIVE", "gauge", "Ratio of time the graphics engine is active.", "engine"),
     ("DCGM_FI_PROF_PIPE_TENSOR_ACTIVE", "gauge", "Ratio of cycles the tensor (HMMA) pipe is active.", "tensor"),
 )
+
+
+# SGLang (docs/references/production_metrics.md) and NVIDIA NIM for LLMs (observability page): the same
+# signals as vLLM under their own names; values from the same functions.
+OPENAI_SERVERS = {
+    "sglang": {"waiting": "sglang:num_queue_reqs", "running": "sglang:num_running_reqs", "usage": "sglang:token_usage",
+               "ttft": "sglang:time_to_first_token_seconds", "e2e": "sglang:e2e_request_latency_seconds"},
+    "nim": {"waiting": "num_requests_waiting", "running": "num_requests_running", "usage": "gpu_cache_usage_perc",
+            "ttft": "time_to_first_token_seconds", "e2e": "e2e_request_latency_seconds"},
+}
 
 
 def num(v: float) -> str:
@@ -81,7 +92,12 @@ class Exposition:
         self._vllm(out, t)
         self._triton(out, t)
         self._tgi(out, t)
+        for kind, names in OPENAI_SERVERS.items():
+            self._openai_server(out, t, kind, names)
+        self._llm_d(out, t)
         out += self.static
+        if self.fleet.topology.hpas:
+            out += render_hpas(self.fleet.topology, self.fleet.truth(t))
         out.append("")
         return "\n".join(out)
 
@@ -138,11 +154,15 @@ class Exposition:
     def _vllm(self, out: list[str], t: float) -> None:
         rows = self._rows("vllm", t)
         gauges = (("vllm:num_requests_running", V.requests_running),
-                  ("vllm:num_requests_waiting", V.requests_waiting),
-                  ("vllm:kv_cache_usage_perc", V.kv_cache_usage))
+                  ("vllm:num_requests_waiting", V.requests_waiting))
         for name, fn in gauges:
             _head(out, name, "gauge", name.split(":")[1].replace("_", " "))
             out += [f"{name}{s} {num(fn(ld))}" for _, _, ld, _, _, _, s in rows]
+        for name, legacy in (("vllm:kv_cache_usage_perc", False), ("vllm:gpu_cache_usage_perc", True)):
+            mine = [r for r in rows if self.servers[r[0]][0].legacy_names is legacy]
+            if mine:  # vLLM >= 0.9 exports kv_cache_usage_perc; older builds the gpu_ name
+                _head(out, name, "gauge", "KV-cache usage. 1 means 100 percent usage.")
+                out += [f"{name}{s} {num(V.kv_cache_usage(ld))}" for _, _, ld, _, _, _, s in mine]
         _head(out, "vllm:generation_tokens_total", "counter", "Number of generation tokens processed.")
         out += [f"vllm:generation_tokens_total{s} {num(V.vllm_generation_tokens(r, el, li))}"
                 for _, r, _, el, li, _, s in rows]
@@ -203,3 +223,33 @@ class Exposition:
             _head(out, name, "histogram", name.replace("_", " "))
             for i, r, _, el, li, lbl, _ in rows:
                 self._hist(out, name, h, i, lbl, r, el, li)
+
+    def _openai_server(self, out: list[str], t: float, kind: str, names: dict[str, str]) -> None:
+        rows = self._rows(kind, t)
+        if not rows:
+            return
+        for key, fn in (("waiting", V.requests_waiting), ("running", V.requests_running),
+                        ("usage", V.kv_cache_usage)):
+            _head(out, names[key], "gauge", key)
+            out += [f"{names[key]}{s} {num(fn(ld))}" for _, _, ld, _, _, _, s in rows]
+        for key, h in (("ttft", V.VLLM_TTFT), ("e2e", V.VLLM_E2E)):
+            _head(out, names[key], "histogram", key)
+            for i, r, _, el, li, lbl, _ in rows:
+                self._hist(out, names[key], h, i, lbl, r, el, li)
+
+    def _llm_d(self, out: list[str], t: float) -> None:
+        topo = self.fleet.topology
+        if topo.gateway is None or not topo.demand:
+            return
+        queues = [(d, V.gateway_queue(d.queue_at_full, self.fleet.curve.load(t, d.phase))) for d in topo.demand]
+        # llm-d's EPP exports the flow-control family under its new name and the deprecated one
+        for name in ("llm_d_epp_flow_control_queue_size", "inference_extension_flow_control_queue_size"):
+            _head(out, name, "gauge", "Current number of requests being actively managed by the EPP flow control.")
+            out += [f"{name}{L.fmt(L.epp(topo.gateway, d, prio, fid))} {v}"
+                    for d, q in queues for prio, fid, v in V.gateway_bands(q)]
+        if topo.wva is not None:
+            pods = {(p.namespace, p.deployment) for p in topo.pods}
+            count = {k: sum(1 for p in topo.pods if (p.namespace, p.deployment) == k) for k in pods}
+            _head(out, "wva_desired_replicas", "gauge", "Desired number of replicas for each variant")
+            out += [f"wva_desired_replicas{L.fmt(L.wva(topo.wva, d))} "
+                    f"{V.wva_desired(count.get((d.namespace, d.deployment), 0), q)}" for d, q in queues]

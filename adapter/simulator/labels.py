@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from adapter.simulator.topology import Gpu, ModelServer, NeuronNode, Node, Pod
+from adapter.simulator.topology import Gpu, ModelServer, NeuronNode, Node, Pod, PoolDemand
 
 Labels = list[tuple[str, str]]
 DRIVER_VERSION = "550.54.15"
@@ -69,10 +69,12 @@ def neuron_target(host: NeuronNode) -> Labels:
 
 
 def server(s: ModelServer, model: str) -> Labels:
-    port = {"vllm": 8000, "triton": 8002, "tgi": 80}[s.kind]
+    port = {"vllm": 8000, "triton": 8002, "tgi": 80, "sglang": 30000, "nim": 8000}[s.kind]
     tgt = target(s.pod, s.service, port, "http")
     if s.kind == "vllm":
         return [("engine", "0"), ("model_name", model), *tgt]
+    if s.kind in ("sglang", "nim"):
+        return [("model_name", model), *tgt]
     if s.kind == "triton":
         return [("model", model), ("version", "1"), *tgt]
     return tgt
@@ -103,3 +105,15 @@ def ksm_node_info(n: Node) -> Labels:
             ("kernel_version", "6.1.102-111.182.amzn2023.x86_64"), ("os_image", "Amazon Linux 2023.5.20240819"),
             ("container_runtime_version", "containerd://1.7.20"), ("kubelet_version", "v1.30.2-eks-1552ad0"),
             ("kubeproxy_version", "deprecated"), ("system_uuid", f"ec2{n.instance_id[2:10]}")]
+
+
+def epp(gateway: Pod, d: PoolDemand, priority: str, fairness_id: str) -> Labels:
+    """The EPP's flow-control labels (gateway-api-inference-extension metrics guide) + its target labels."""
+    return [("fairness_id", fairness_id), ("inference_pool", d.pool), ("model_name", d.model),
+            ("priority", priority), ("target_model_name", d.model), *target(gateway, "llm-d-epp", 9090)]
+
+
+def wva(controller: Pod, d: PoolDemand) -> Labels:
+    """WVA's labels as stored after a honorLabels-false scrape: its namespace label -> exported_namespace."""
+    return [("accelerator_type", "L40S"), ("exported_namespace", d.namespace), ("variant_name", d.deployment),
+            *target(controller, "workload-variant-autoscaler-controller-manager-metrics-service", 8443, "https")]

@@ -90,11 +90,48 @@ class NeuronRuntime:
 
 @dataclass(frozen=True, slots=True)
 class ModelServer:
-    kind: str  # "vllm" | "triton" | "tgi"
+    kind: str  # "vllm" | "triton" | "tgi" | "sglang" | "nim"
     pod: Pod
     models: tuple[str, ...]
     service: str
     request_rate: float = 5.0  # requests/s per model (constant; latency follows the load)
+    legacy_names: bool = False  # vLLM: the pre-0.9 KV-cache name (vllm:gpu_cache_usage_perc)
+
+
+@dataclass(frozen=True, slots=True)
+class PoolDemand:
+    """Requests held at the inference gateway (llm-d EPP flow control) for one model of an
+    InferencePool, and the replicas WVA wants for its Deployment (which may have zero pods)."""
+
+    namespace: str
+    pool: str  # inference_pool
+    model: str  # target_model_name
+    deployment: str  # WVA's variant_name
+    phase: float
+    queue_at_full: float  # requests queued at load 1
+
+
+@dataclass(frozen=True, slots=True)
+class HpaMetric:
+    """One ``spec.metrics`` entry: a Pods metric (``averageValue``) or an External one."""
+
+    name: str
+    kind: str  # "Pods" | "External"
+    target: float
+    target_type: str = "average"  # kube-state-metrics' metric_target_type: "average" | "value"
+    external_key: str = ""  # External: the selected model / service
+
+
+@dataclass(frozen=True, slots=True)
+class Hpa:
+    """A HorizontalPodAutoscaler over a Deployment, as kube-state-metrics reports it."""
+
+    namespace: str
+    name: str
+    deployment: str
+    metrics: tuple[HpaMetric, ...]
+    min_replicas: int = 1
+    max_replicas: int = 10
 
 
 @dataclass
@@ -105,6 +142,10 @@ class Topology:
     neuron_nodes: list[NeuronNode] = field(default_factory=list)
     runtimes: list[NeuronRuntime] = field(default_factory=list)
     servers: list[ModelServer] = field(default_factory=list)
+    hpas: list[Hpa] = field(default_factory=list)
+    demand: list[PoolDemand] = field(default_factory=list)
+    gateway: Pod | None = None  # the EPP pod (llm-d inference scheduler)
+    wva: Pod | None = None  # the Workload Variant Autoscaler controller
     ksm: Pod | None = None
 
 

@@ -1,8 +1,9 @@
 """Ground truth: what each preset metric must return for the simulated fleet.
 
 ``Truth.custom[metric][(namespace, pod)]`` and ``Truth.external[metric][(namespace, key)]``
-(key = vLLM ``model_name``, Triton ``model``, TGI ``service``). A pod or model absent from a
-metric's dict must be absent from the adapter's answer (never reported as 0).
+(key = vLLM/SGLang/NIM ``model_name``, Triton ``model``, TGI ``service``; llm-d: the gateway queue's
+``target_model_name``, WVA's ``variant_name``); saturation metrics use the presets' default params.
+A pod or model absent from a metric's dict must be absent from the adapter's answer (never reported as 0).
 
 Gauges are taken at ``now``; rates and histogram quantiles over ``[now - window, now]`` (the
 presets use 1m windows). Quantile metrics give what ``histogram_quantile`` returns on the
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from statistics import fmean
 from typing import TYPE_CHECKING
 
+from adapter.presets import PARAMS
 from adapter.simulator import values as V
 from adapter.simulator.histograms import MixtureHistogram
 from adapter.simulator.topology import ModelServer
@@ -113,28 +115,71 @@ def _servers(f: Fleet, t: Truth) -> None:
             rates = [s.request_rate for s, _ in members]
             parts = list(zip(rates, avg, strict=True))
             if kind == "vllm":
-                target["vllm_requests_waiting"][key] = float(sum(map(V.requests_waiting, now)))
-                target["vllm_requests_running"][key] = float(sum(map(V.requests_running, now)))
-                target["vllm_kv_cache_usage_ratio"][key] = max(map(V.kv_cache_usage, now))
+                _openai(target, key, "vllm", "vllm_kv_cache_usage_ratio", now, parts, ext=target is t.external)
                 target["vllm_generation_tokens_per_second"][key] = sum(
                     r * (V.VLLM_GEN_TOKENS_BASE + V.VLLM_GEN_TOKENS_LOAD * a) for r, a in parts)
                 _quantiles(t, target, key, "vllm_time_to_first_token", V.VLLM_TTFT, parts, (0.5, 0.95))
                 _quantiles(t, target, key, "vllm_e2e_request_latency", V.VLLM_E2E, parts, (0.5, 0.95))
+            elif kind in ("sglang", "nim"):
+                usage = "sglang_token_usage_ratio" if kind == "sglang" else "nim_kv_cache_usage_ratio"
+                _openai(target, key, kind, usage, now, parts, ext=target is t.external)
+                _quantiles(t, target, key, f"{kind}_time_to_first_token", V.VLLM_TTFT, parts, (0.95,))
+                _quantiles(t, target, key, f"{kind}_e2e_request_latency", V.VLLM_E2E, parts, (0.95,))
             elif kind == "triton":
                 total = sum(rates)
-                target["triton_pending_requests"][key] = float(sum(map(V.triton_pending, now)))
+                pending = [float(V.triton_pending(x)) for x in now]
+                target["triton_pending_requests"][key] = sum(pending)
                 for name, (base, per_load) in (("triton_queue_time_per_request_microseconds", V.TRITON_QUEUE_US),
                                                ("triton_request_duration_per_request_microseconds",
                                                 V.TRITON_REQUEST_US)):
                     target[name][key] = sum(r * (base + per_load * a) for r, a in parts) / total
                 target["triton_inferences_per_second"][key] = total * V.TRITON_BATCH
                 target["triton_request_success_per_second"][key] = total
+                p = PARAMS["triton"]
+                tp = fmean(pending) if target is t.external else sum(pending)
+                target["triton_saturation_ratio"][key] = max(
+                    tp / p["queuePerReplica"].default,
+                    target["triton_queue_time_per_request_microseconds"][key]
+                    / p["queueTimeTargetMicroseconds"].default)
             else:
-                target["tgi_requests_waiting"][key] = float(sum(map(V.tgi_queue_size, now)))
-                target["tgi_requests_running"][key] = float(sum(map(V.tgi_batch_size, now)))
+                tq = [float(V.tgi_queue_size(x)) for x in now]
+                tb = [float(V.tgi_batch_size(x)) for x in now]
+                target["tgi_requests_waiting"][key] = sum(tq)
+                target["tgi_requests_running"][key] = sum(tb)
                 target["tgi_generation_tokens_per_second"][key] = sum(r * V.TGI_TOKENS.mean(a) for r, a in parts)
                 _quantiles(t, target, key, "tgi_request_duration", V.TGI_DURATION, parts, (0.5, 0.95))
                 _quantiles(t, target, key, "tgi_request_queue_duration", V.TGI_QUEUE, parts, (0.95,))
+                p = PARAMS["tgi"]
+                q_, b_ = (fmean(tq), fmean(tb)) if target is t.external else (sum(tq), sum(tb))
+                target["tgi_saturation_ratio"][key] = max(q_ / p["queuePerReplica"].default,
+                                                          b_ / p["batchPerReplica"].default)
+
+
+def _openai(target: Table, key: Key, kind: str, usage_metric: str, now: list[float],
+            parts: list[tuple[float, float]], ext: bool) -> None:
+    """Queue, running, KV-cache usage and saturation of vLLM-like servers (vLLM, SGLang, NIM)."""
+    waiting = [float(V.requests_waiting(x)) for x in now]
+    usage = [V.kv_cache_usage(x) for x in now]
+    target[f"{kind}_requests_waiting"][key] = sum(waiting)
+    target[f"{kind}_requests_running"][key] = float(sum(map(V.requests_running, now)))
+    target[usage_metric][key] = max(usage)
+    p = PARAMS[kind]
+    usage_param = p["tokenUsageTarget" if kind == "sglang" else "kvCacheTarget"].default
+    # per pod: the pod's queue and its fullest engine; per model (External): the averages per pod
+    queue, full = (fmean(waiting), fmean(usage)) if ext else (sum(waiting), max(usage))
+    target[f"{kind}_saturation_ratio"][key] = max(queue / p["queuePerReplica"].default, full / usage_param)
+
+
+def _llm_d(f: Fleet, t: Truth) -> None:
+    pods: dict[tuple[str, str], int] = defaultdict(int)
+    for p in f.topology.pods:
+        pods[(p.namespace, p.deployment)] += 1
+    for d in f.topology.demand:
+        q = V.gateway_queue(d.queue_at_full, f.curve.load(t.time, d.phase))
+        t.external["llmd_gateway_queue_requests"][(d.namespace, d.model)] = float(q)
+        if f.topology.wva is not None:
+            t.external["wva_desired_replicas"][(d.namespace, d.deployment)] = float(
+                V.wva_desired(pods[(d.namespace, d.deployment)], q))
 
 
 def compute(f: Fleet, now: float, window: float) -> Truth:
@@ -142,4 +187,5 @@ def compute(f: Fleet, now: float, window: float) -> Truth:
     _dcgm(f, t)
     _neuron(f, t)
     _servers(f, t)
+    _llm_d(f, t)
     return t

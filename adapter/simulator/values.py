@@ -5,6 +5,7 @@ Both the exposition and ``Fleet.truth`` call these, so the ground truth is exact
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from adapter.simulator.histograms import (
@@ -132,3 +133,25 @@ def tgi_queue_size(load: float) -> int:
 
 def tgi_batch_size(load: float) -> int:
     return int(1 + 15 * load + 0.5)
+
+
+# --- llm-d: the gateway's flow-control queue and WVA's desired replicas ---------------------------
+
+GATEWAY_BANDS = (("0", "interactive", 0.7), ("-10", "batch", 0.3))  # (priority, fairness_id, share)
+
+
+def gateway_queue(queue_at_full: float, load: float) -> int:
+    """Requests held at the gateway for one model (all priority bands)."""
+    return int(queue_at_full * load * load + 0.5)
+
+
+def gateway_bands(queue: int) -> list[tuple[str, str, int]]:
+    first = int(queue * GATEWAY_BANDS[0][2] + 0.5)
+    (p0, f0, _), (p1, f1, _) = GATEWAY_BANDS
+    return [(p0, f0, first), (p1, f1, queue - first)]
+
+
+def wva_desired(pods: int, queue: int) -> int:
+    """WVA's answer in the simulation: the replicas running plus one per 10 requests queued at the gateway
+    (a model at zero pods with demand gets at least one)."""
+    return pods + math.ceil(queue / 10)

@@ -39,8 +39,11 @@ class Stack:
             time.sleep(remaining)
 
 
-def load_preset(name: str) -> dict[str, Any]:
-    doc = yaml.safe_load((PRESETS / f"{name}.yaml").read_text())
+def load_preset(name: str, params: dict[str, float] | None = None) -> dict[str, Any]:
+    """The preset as the loader sees it: ``${param}`` placeholders filled (defaults unless ``params``)."""
+    from adapter.presets import render as fill
+
+    doc = yaml.safe_load(fill(name, (PRESETS / f"{name}.yaml").read_text(), params or {}))
     assert isinstance(doc, dict)
     return doc
 

@@ -84,10 +84,10 @@ def test_exposition_parses_and_has_every_exporter() -> None:
 def test_dcgm_layouts(layout: str) -> None:
     util = _families(Fleet.build(seed=1, layout=layout).render(2e9))["DCGM_FI_DEV_GPU_UTIL"]
     idle = [lb for lb in util if not lb.get("exported_pod") and lb.get("namespace") in ("", "gpu-operator")]
-    assert len(idle) == 2  # one idle GPU per node
+    assert len(idle) == 3  # one idle GPU per GPU node (gpu-a, gpu-b, gpu-c)
     if layout == "exported":
         assert all(lb["namespace"] == "gpu-operator" for lb in util)
-        assert sum(1 for lb in util if lb.get("exported_pod")) == len(util) - 2
+        assert sum(1 for lb in util if lb.get("exported_pod")) == len(util) - 3
     else:
         assert not any("exported_pod" in lb for lb in util)
         assert all(lb["pod"] == "" for lb in idle)  # dropped by Prometheus: the GPU has no pod at all

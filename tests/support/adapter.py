@@ -76,10 +76,11 @@ class Adapter:
 
 @contextlib.contextmanager
 def adapter(tmp: Path, prometheus_url: str, *args: str, ready: bool = True,
-            env: dict[str, str] | None = None) -> Iterator[Adapter]:
+            env: dict[str, str] | None = None, port: int | None = None) -> Iterator[Adapter]:
     """The adapter serving; with ``ready`` also after its first complete series discovery (readiness
-    itself never waits for Prometheus)."""
-    port = free_port()
+    itself never waits for Prometheus). ``port``: a port chosen beforehand (e.g. one a Prometheus
+    already scrapes), else a free one."""
+    port = port or free_port()
     log = tmp / f"adapter-{port}.log"
     # relist every second, but look back 15 s: on a loaded machine a 1 s scrape can land late, and a
     # 1 s look-back would drop a series from discovery for that relist

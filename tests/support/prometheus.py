@@ -50,9 +50,13 @@ class Prometheus:
 @contextlib.contextmanager
 def prometheus(tmp: Path, targets: list[str], scrape_interval: str = "1s",
                honor_labels: bool = True, extra_args: tuple[str, ...] = (),
-               port: int | None = None) -> Iterator[Prometheus]:
+               port: int | None = None,
+               extra_scrape_configs: tuple[dict[str, object], ...] = ()) -> Iterator[Prometheus]:
     """Start Prometheus scraping ``targets`` (``host:port``) and wait until it is ready (on ``port``, e.g.
-    one an adapter already points at, or a free one)."""
+    one an adapter already points at, or a free one).
+
+    ``extra_scrape_configs``: more ``scrape_configs`` entries as they are (e.g. an HTTPS target).
+    """
     binary = require_binary("prometheus", "apt-get install -y prometheus")
     port = port or free_port()
     cfg = tmp / "prometheus.yml"
@@ -62,7 +66,7 @@ def prometheus(tmp: Path, targets: list[str], scrape_interval: str = "1s",
             "job_name": "test",
             "honor_labels": honor_labels,
             "static_configs": [{"targets": targets}],
-        }],
+        }, *extra_scrape_configs],
     }))
     data = tmp / "prom-data"
     data.mkdir(exist_ok=True)
