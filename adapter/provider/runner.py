@@ -35,7 +35,7 @@ OnRuleQuery = Callable[[str, str, str, float], None]  # source, rule, outcome, s
 # what a parsed result holds (tracemalloc over decoded Prometheus answers): per sample the Sample,
 # its two floats and its labels dict; per label the value string and the dict slot (names are
 # shared within one answer, counted anyway); within 10% above the real size for 2 to 10 labels
-RESULT_BYTES = 200
+RESULT_BYTES = 300  # the result and its tuples; 100 more where the interpreter's free lists are empty
 SAMPLE_BYTES = 280
 LABEL_BYTES = 60
 # one cache entry beyond its result: the OrderedDict slot and link, the entry record, the heap record
