@@ -68,37 +68,33 @@ def path_segment_problems(name: str) -> list[str]:
     return [f"may not contain '{c}'" for c in ("/", "%") if c in name]
 
 
-def dns1123_label_problems(value: str) -> list[str]:
-    problems = _max_len(value, DNS1123_LABEL_MAX)
-    if not _DNS1123_LABEL.fullmatch(value):
-        problems.append(LABEL_MSG)
+def _problems(value: str, limit: int, pattern: re.Pattern[str], message: str) -> list[str]:
+    """Kubernetes' validators: too long, and/or not of the pattern's form (both may be reported)."""
+    problems = _max_len(value, limit)
+    if not pattern.fullmatch(value):
+        problems.append(message)
     return problems
+
+
+def dns1123_label_problems(value: str) -> list[str]:
+    return _problems(value, DNS1123_LABEL_MAX, _DNS1123_LABEL, LABEL_MSG)
 
 
 def dns1123_subdomain_problems(value: str) -> list[str]:
-    problems = _max_len(value, DNS1123_SUBDOMAIN_MAX)
-    if not _DNS1123_SUBDOMAIN.fullmatch(value):
-        problems.append(SUBDOMAIN_MSG)
-    return problems
+    return _problems(value, DNS1123_SUBDOMAIN_MAX, _DNS1123_SUBDOMAIN, SUBDOMAIN_MSG)
 
 
 def dns1035_label_problems(value: str) -> list[str]:
-    problems = _max_len(value, DNS1123_LABEL_MAX)
-    if not _DNS1035_LABEL.fullmatch(value):
-        problems.append(DNS1035_MSG)
-    return problems
+    return _problems(value, DNS1123_LABEL_MAX, _DNS1035_LABEL, DNS1035_MSG)
 
 
 def rbac_name_problems(value: str) -> list[str]:
-    problems = _max_len(value, DNS1123_SUBDOMAIN_MAX)
-    if not _RBAC_NAME.fullmatch(value):
-        problems.append(RBAC_MSG)
-    return problems
+    return _problems(value, DNS1123_SUBDOMAIN_MAX, _RBAC_NAME, RBAC_MSG)
 
 
 def metric_name_problems(value: str) -> list[str]:
-    problems = _max_len(value, METRIC_NAME_MAX)
-    if not _METRIC_NAME.fullmatch(value) or value in (".", ".."):
+    problems = _problems(value, METRIC_NAME_MAX, _METRIC_NAME, METRIC_MSG)
+    if value in (".", "..") and METRIC_MSG not in problems:
         problems.append(METRIC_MSG)
     return problems
 

@@ -12,23 +12,13 @@ from typing import Any
 import pytest
 
 from adapter.api.requestinfo import request_info, sar_attributes
+from tests.explain.rules import RULES
 from tests.support.adapter import Adapter, adapter
 from tests.support.stack import exporter_and_prometheus, get_ok
 
 EXPLAIN = "/apis/explain.accel-metrics.io/v1alpha1"
 CM = "/apis/custom.metrics.k8s.io/v1beta2"
 
-RULES = """
-rules:
-- seriesQuery: '{__name__="vllm_num_requests_waiting",namespace!="",pod!=""}'
-  resources: {overrides: {namespace: {resource: namespace}, pod: {resource: pod}}}
-  name: {matches: "^vllm_num_requests_(.*)$", as: "vllm_requests_${1}"}
-  metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)'
-externalRules:
-- seriesQuery: '{__name__="queue_depth",namespace!=""}'
-  resources: {overrides: {namespace: {resource: namespace}}}
-  metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>}) by (model)'
-"""
 
 SERIES: list[dict[str, object]] = [
     {"name": "vllm_num_requests_waiting", "labels": {"namespace": "llm", "pod": "vllm-0"}, "value": 12},

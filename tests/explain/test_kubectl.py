@@ -15,23 +15,13 @@ from typing import Any
 import pytest
 
 from adapter.explain import kubectl
+from tests.explain.rules import RULES
 from tests.fakekube import FakeKube
 from tests.fakekube.tlsserver import Pki
 from tests.support.procs import free_port, python_module, running, wait_http
 from tests.support.stack import ROOT, exporter_and_prometheus
 
 NS = "llm"
-RULES = """
-rules:
-- seriesQuery: '{__name__="vllm_num_requests_waiting",namespace!="",pod!=""}'
-  resources: {overrides: {namespace: {resource: namespace}, pod: {resource: pod}}}
-  name: {matches: "^vllm_num_requests_(.*)$", as: "vllm_requests_${1}"}
-  metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)'
-externalRules:
-- seriesQuery: '{__name__="queue_depth",namespace!=""}'
-  resources: {overrides: {namespace: {resource: namespace}}}
-  metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>}) by (model)'
-"""
 SERIES: list[dict[str, object]] = [
     {"name": "vllm_num_requests_waiting", "labels": {"namespace": NS, "pod": "vllm-0"}, "value": 12},
     {"name": "vllm_num_requests_waiting", "labels": {"namespace": NS, "pod": "vllm-1"}, "value": 11},
