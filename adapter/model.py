@@ -183,3 +183,28 @@ class Identity:
     groups: tuple[str, ...] = ()
     uid: str = ""
     extra: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+DEFAULT_BACKEND = "default"  # the backend the command-line --prometheus-* flags describe
+
+
+@dataclass(frozen=True, slots=True)
+class Tenant:
+    """A tenant of a multi-tenant backend (Mimir/Cortex ``X-Scope-OrgID``, Thanos/prom-label-proxy
+    query parameters): what every request made for it carries, on top of the backend's own."""
+
+    name: str
+    headers: tuple[tuple[str, str], ...] = ()
+    params: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where a query goes: which configured backend, as which tenant (None: the backend's own identity).
+    Part of every cache and single-flight key, so no answer is ever shared across backends or tenants."""
+
+    backend: str = DEFAULT_BACKEND
+    tenant: Tenant | None = None
+
+
+DEFAULT_TARGET = Target()
