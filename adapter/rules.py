@@ -1,9 +1,13 @@
 """Typed model of the rules file (prometheus-adapter's format, exactly), its loader, and presets.
 
 Top level: ``rules`` (custom metrics), ``externalRules`` (external metrics), ``resourceRules``
-(metrics.k8s.io: accepted and ignored with a warning), and our ``presets`` list. Unknown keys are
-errors. Our per-rule extensions (``missingData``, ``maxAge``, ``cacheTTL``) are optional; a
-prometheus-adapter v0.12 file never has them and loads unchanged.
+(metrics.k8s.io: accepted and ignored with a warning), and our ``presets`` and ``backends`` lists.
+Unknown keys are errors. Our per-rule extensions (``missingData``, ``maxAge``, ``cacheTTL``,
+``backend``) are optional; a prometheus-adapter v0.12 file never has them and loads unchanged.
+
+``backends`` (``adapter.backend_config``) names Prometheus-compatible servers besides the one the
+command-line ``--prometheus-*`` flags describe (the backend ``default``); a rule or a preset entry
+says ``backend: NAME`` to be discovered and queried there.
 
 Every error names the file, the rule (list and index) and the field, e.g.
 ``rules.yaml: rules[2].name.as: ...``.
@@ -31,7 +35,9 @@ from pydantic import (
     model_validator,
 )
 
+from adapter.backend_config import BackendSpec, check_backends
 from adapter.errors import ConfigError
+from adapter.model import DEFAULT_BACKEND
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +92,7 @@ class DiscoveryRule(_Strict):
     missing_data: Literal["error", "zero", "lastKnown"] | None = Field(default=None, alias="missingData")
     max_age: str | None = Field(default=None, alias="maxAge")
     cache_ttl: str | None = Field(default=None, alias="cacheTTL")
+    backend: str | None = None  # a name from the top-level ``backends`` (default: the flags' backend)
 
     @field_validator("max_age", "cache_ttl")
     @classmethod
@@ -113,6 +120,7 @@ class PresetRef(_Strict):
 
     name: str
     params: dict[str, float] = Field(default_factory=dict)
+    backend: str | None = None  # the backend every rule of the preset is discovered and queried on
 
 
 class RulesFile(_Strict):
@@ -123,6 +131,7 @@ class RulesFile(_Strict):
     presets: list[Annotated[Annotated[str, Tag("name")] | Annotated[PresetRef, Tag("entry")],
                             Discriminator(lambda v: "name" if isinstance(v, str) else "entry")]] = Field(
         default_factory=list)
+    backends: list[BackendSpec] = Field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -133,6 +142,7 @@ class SourcedRule:
     source: str  # file path or "preset:<name>"
     list_name: str  # "rules" or "externalRules"
     index: int
+    backend: str = DEFAULT_BACKEND  # where its series are discovered and its queries sent
 
     @property
     def where(self) -> str:
@@ -144,11 +154,15 @@ class LoadedRules:
     rules: tuple[SourcedRule, ...]
     external_rules: tuple[SourcedRule, ...]
     presets: tuple[str, ...]
+    backends: tuple[BackendSpec, ...] = ()
 
 
 _ALIASES = {"series_query": "seriesQuery", "series_filters": "seriesFilters", "metrics_query": "metricsQuery",
             "external_rules": "externalRules", "resource_rules": "resourceRules", "as_": "as", "is_": "is",
-            "is_not": "isNot", "missing_data": "missingData", "max_age": "maxAge", "cache_ttl": "cacheTTL"}
+            "is_not": "isNot", "missing_data": "missingData", "max_age": "maxAge", "cache_ttl": "cacheTTL",
+            "query_params": "queryParams", "max_concurrency": "maxConcurrency", "bearer_token_file": "bearerTokenFile",
+            "basic_auth_file": "basicAuthFile", "ca_file": "caFile", "cert_file": "certFile", "key_file": "keyFile",
+            "role_arn": "roleArn", "external_id": "externalId", "mtls": "mTLS"}
 
 
 def _loc(loc: tuple[int | str, ...]) -> str:
@@ -172,9 +186,25 @@ def parse_rules_text(text: str, source: str) -> RulesFile:
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: the top level must be a mapping with 'rules' and/or 'externalRules'")
     try:
-        return RulesFile.model_validate(data)
+        rf = RulesFile.model_validate(data)
     except ValidationError as e:
         raise ConfigError(f"{source}: {_first_error(e)}") from e
+    problem = check_backends(rf.backends) or _unknown_backend(rf)
+    if problem:
+        raise ConfigError(f"{source}: {problem}")
+    return rf
+
+
+def _unknown_backend(rf: RulesFile) -> str | None:
+    """``rules[i].backend: ...`` for the first rule or preset entry naming a backend not configured."""
+    known = [DEFAULT_BACKEND, *(b.name for b in rf.backends)]
+    entries = [(f"{lst}[{i}]", r.backend) for lst, rules in (("rules", rf.rules), ("externalRules", rf.external_rules))
+               for i, r in enumerate(rules)]
+    entries += [(f"presets[{i}]", p.backend) for i, p in enumerate(rf.presets) if isinstance(p, PresetRef)]
+    for where, name in entries:
+        if name is not None and name not in known:
+            return f"{where}.backend: unknown backend {name!r} (configured: {', '.join(known)})"
+    return None
 
 
 def _first_error(e: ValidationError) -> str:
@@ -248,7 +278,8 @@ def load_rules(config: Path | None, presets: tuple[str, ...] = ()) -> LoadedRule
     Presets come first and the user's rules after them: a metric name produced by several rules belongs
     to the last one (as in prometheus-adapter), so a user rule overrides a preset metric of that name."""
     user: tuple[list[SourcedRule], list[SourcedRule]] = ([], [])
-    wanted: list[tuple[str, dict[str, float]]] = []
+    wanted: list[tuple[str, dict[str, float], str]] = []
+    backends: tuple[BackendSpec, ...] = ()
     if config is not None:
         try:
             text = config.read_text(encoding="utf-8")
@@ -258,27 +289,33 @@ def load_rules(config: Path | None, presets: tuple[str, ...] = ()) -> LoadedRule
         if rf.resource_rules is not None:
             log.warning("%s: resourceRules (metrics.k8s.io) are not served by this adapter and are ignored",
                         config)
-        user = ([SourcedRule(r, str(config), "rules", i) for i, r in enumerate(rf.rules)],
-                [SourcedRule(r, str(config), "externalRules", i) for i, r in enumerate(rf.external_rules)])
-        wanted += [(p, {}) if isinstance(p, str) else (p.name, dict(p.params)) for p in rf.presets]
-    wanted += [(p, {}) for p in presets]
+        user = ([SourcedRule(r, str(config), "rules", i, r.backend or DEFAULT_BACKEND)
+                 for i, r in enumerate(rf.rules)],
+                [SourcedRule(r, str(config), "externalRules", i, r.backend or DEFAULT_BACKEND)
+                 for i, r in enumerate(rf.external_rules)])
+        wanted += [(p, {}, DEFAULT_BACKEND) if isinstance(p, str) else
+                   (p.name, dict(p.params), p.backend or DEFAULT_BACKEND) for p in rf.presets]
+        backends = tuple(rf.backends)
+    wanted += [(p, {}, DEFAULT_BACKEND) for p in presets]
     rules: list[SourcedRule] = []
     external: list[SourcedRule] = []
     seen: list[str] = []
-    chosen: dict[str, dict[str, float]] = {}
-    for name, params in wanted:
+    chosen: dict[str, tuple[dict[str, float], str]] = {}
+    for name, params, backend in wanted:
         if name in seen:
-            if params and params != chosen[name]:
+            if params and params != chosen[name][0]:
                 raise ConfigError(f"{config}: presets: {name!r} is listed twice with different params")
+            if backend != chosen[name][1]:
+                raise ConfigError(f"{config}: presets: {name!r} is listed twice with different backends")
             continue
         seen.append(name)
-        chosen[name] = params
+        chosen[name] = (params, backend)
         source = f"preset:{name}"
         try:
             text = preset_text(name, params)
         except ConfigError as e:
             raise ConfigError(f"{config}: presets: {e}" if config is not None else str(e)) from e
         pf = parse_rules_text(text, source)
-        rules += [SourcedRule(r, source, "rules", i) for i, r in enumerate(pf.rules)]
-        external += [SourcedRule(r, source, "externalRules", i) for i, r in enumerate(pf.external_rules)]
-    return LoadedRules((*rules, *user[0]), (*external, *user[1]), tuple(seen))
+        rules += [SourcedRule(r, source, "rules", i, backend) for i, r in enumerate(pf.rules)]
+        external += [SourcedRule(r, source, "externalRules", i, backend) for i, r in enumerate(pf.external_rules)]
+    return LoadedRules((*rules, *user[0]), (*external, *user[1]), tuple(seen), backends)
