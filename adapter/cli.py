@@ -47,7 +47,7 @@ def _check_config(args: argparse.Namespace) -> int:
     from adapter.provider.probe import probe  # noqa: PLC0415
 
     st = settings.from_args(args)
-    backend = server.prometheus_backend(st)
+    backend = server.backends(st, rules)
     quiet = logging.getLogger("adapter.backends")  # each rule's line below says it; no outage log lines
     level = quiet.level
     quiet.setLevel(logging.ERROR)

@@ -15,6 +15,8 @@ registry per process (tests one per test) and passes it in. All names start with
 | accel_adapter_rule_query_duration_seconds | histogram | source, rule |
 | accel_adapter_cache_{hits,misses,coalesced,evictions,refreshes}_total | counter | cache |
 | accel_adapter_prometheus_up | gauge | 1 while Prometheus answers, 0 while it is unreachable (or answers 502-504) |
+| accel_adapter_backend_up | gauge | backend: the same per backend of the rules file's ``backends:`` (and ``default``) |
+| accel_adapter_backend_queries_total | counter | backend, endpoint (query, series), outcome |
 | accel_adapter_relist_duration_seconds | histogram | |
 | accel_adapter_relist_errors_total | counter | relists where at least one seriesQuery failed |
 | accel_adapter_relist_last_success_timestamp_seconds | gauge | last relist where every seriesQuery succeeded |
@@ -24,6 +26,10 @@ registry per process (tests one per test) and passes it in. All names start with
 | accel_adapter_metrics_discovered | gauge | api (custom, external) |
 | accel_adapter_value_age_seconds | histogram | |
 | accel_adapter_values_withheld_total | counter | reason (stale, no_sample_time, non_finite, out_of_range) |
+
+With several backends, ``accel_adapter_prometheus_up`` is the ``default`` (command-line) backend's
+and ``accel_adapter_prometheus_queries_total`` counts the calls to all of them, as before; the
+``backend_*`` series tell them apart.
 
 ``group``/``version`` come from the URL (``custom.metrics.k8s.io``/``v1beta2``; ``""`` for
 non-API paths) and ``code`` is the HTTP status code, so label cardinality stays small.
@@ -41,6 +47,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import HistogramMetricFamily
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
+
+from adapter.model import DEFAULT_BACKEND
 
 PREFIX = "accel_adapter"
 
@@ -110,6 +118,12 @@ class Metrics:
         self.prometheus_up = Gauge(
             f"{p}_prometheus_up", "1 while Prometheus answers, 0 while it is unreachable or answers 502-504.",
             registry=r)
+        self.backend_up = Gauge(
+            f"{p}_backend_up", "1 while the backend answers, 0 while it is unreachable or answers 502-504, "
+            "by backend (default: the --prometheus-* flags' one).", ("backend",), registry=r)
+        self.backend_queries = Counter(
+            f"{p}_backend_queries_total", "Requests sent to each backend, by backend, API endpoint and outcome.",
+            ("backend", "endpoint", "outcome"), registry=r)
         self.series_discovered = Gauge(
             f"{p}_series_discovered", "Series found by the last successful relist.", registry=r)
         self.metrics_discovered = Gauge(
@@ -221,6 +235,25 @@ class Metrics:
 
     def set_prometheus_up(self, up: bool) -> None:
         self.prometheus_up.set(1 if up else 0)
+
+    def backends_known(self, names: Iterable[str]) -> None:
+        """Pre-create the per-backend series so rates work from the first scrape."""
+        for name in names:
+            self.backend_up.labels(name)
+            for endpoint in ENDPOINTS:
+                for outcome in OUTCOMES:
+                    self.backend_queries.labels(name, endpoint, outcome)
+
+    def backend_call(self, backend: str, endpoint: str, outcome: str, seconds: float) -> None:
+        """``Backends(on_call=...)``: one call to ``backend``, counted in the all-backends series too."""
+        self.observe_query(endpoint, seconds, None if outcome == "success" else outcome)
+        self.backend_queries.labels(backend, endpoint, "success" if outcome == "success" else "error").inc()
+
+    def set_backend_up(self, backend: str, up: bool) -> None:
+        """``Backends(on_reachable=...)``: the default backend's state is also ``prometheus_up``."""
+        self.backend_up.labels(backend).set(1 if up else 0)
+        if backend == DEFAULT_BACKEND:
+            self.set_prometheus_up(up)
 
     def relist_failed(self, seconds: float) -> None:
         self.relist_duration.observe(seconds)

@@ -24,10 +24,12 @@ from adapter.api.security import SecurityMiddleware, build_security
 from adapter.api.tlsproto import build_server_ssl_context, tls_protocol_class
 from adapter.app import create_app
 from adapter.backends.cluster import cluster_configured
-from adapter.backends.prometheus import PrometheusBackend, PrometheusConfig
+from adapter.backends.prometheus import PrometheusConfig
+from adapter.backends.router import Backends, OnCall, OnReachable, spec_config
 from adapter.cache import LastKnownStore
 from adapter.errors import ConfigError
 from adapter.memory import TRACEMALLOC_ENV, snapshots_on_signal, tls_read_buffer, trim, tune_malloc
+from adapter.model import DEFAULT_BACKEND
 from adapter.naming.query import MetricNamer, RuleError
 from adapter.naming.resources import StaticResourceMapper
 from adapter.naming.validate import validate
@@ -57,7 +59,7 @@ log = logging.getLogger(__name__)
 class Built:
     app: ASGIApp
     relister: Relister
-    backend: PrometheusBackend
+    backend: Backends
     runner: QueryRunner
     metrics: Metrics
     rules: LoadedRules
@@ -82,15 +84,22 @@ def sigv4_config(st: Settings) -> SigV4 | None:
     return SigV4(st.prometheus_sigv4_region, st.prometheus_sigv4_role_arn, st.prometheus_sigv4_external_id)
 
 
-def prometheus_backend(st: Settings, on_call: Callable[[str, str, float], None] | None = None,
-                       on_reachable: Callable[[bool], None] | None = None) -> PrometheusBackend:
-    return PrometheusBackend(PrometheusConfig(
+def default_config(st: Settings) -> PrometheusConfig:
+    """The ``default`` backend: the command-line ``--prometheus-*`` flags."""
+    return PrometheusConfig(
         url=st.prometheus_url, verb=st.prometheus_verb, headers=st.prometheus_headers,
         token_file=st.prometheus_token_file, ca_file=st.prometheus_ca_file,
         client_cert=st.prometheus_client_tls_cert_file, client_key=st.prometheus_client_tls_key_file,
         timeout=min(st.prometheus_timeout, st.request_timeout), max_concurrency=st.prometheus_max_concurrency,
-        sigv4=sigv4_config(st),
-    ), on_call=on_call, on_reachable=on_reachable)
+        sigv4=sigv4_config(st))
+
+
+def backends(st: Settings, rules: LoadedRules, on_call: OnCall | None = None,
+             on_reachable: OnReachable | None = None) -> Backends:
+    """The flags' backend (``default``) and every entry of the rules file's ``backends:``."""
+    configs = {DEFAULT_BACKEND: default_config(st)}
+    configs.update((spec.name, spec_config(spec, st.request_timeout)) for spec in rules.backends)
+    return Backends(configs, on_call=on_call, on_reachable=on_reachable)
 
 
 def build(st: Settings, *, registry: CollectorRegistry | None = None,
@@ -103,10 +112,8 @@ def build(st: Settings, *, registry: CollectorRegistry | None = None,
     custom_namers, external_namers = compile_rules(rules, mapper)
     metrics = Metrics(registry or CollectorRegistry())
 
-    def on_call(endpoint: str, outcome: str, seconds: float) -> None:
-        metrics.observe_query(endpoint, seconds, None if outcome == "success" else outcome)
-
-    backend = prometheus_backend(st, on_call=on_call, on_reachable=metrics.set_prometheus_up)
+    backend = backends(st, rules, on_call=metrics.backend_call, on_reachable=metrics.set_backend_up)
+    metrics.backends_known(backend.names())
     runner = QueryRunner(backend.query, ttl=st.cache_ttl, max_entries=st.cache_max_entries,
                          on_event=metrics.cache_observer("query"), on_rule_query=metrics.observe_rule_query)
 

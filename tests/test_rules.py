@@ -106,7 +106,7 @@ def test_presets_are_shipped_and_load() -> None:
                  id="case"),
     pytest.param("rulez: []", "rules.yaml: rulez: unknown field (did you mean rules?)", id="top-level"),
     pytest.param("rules: [{seriesQuery: x, metricsQuery: y, zzz: 1}]",
-                 "rules.yaml: rules[0].zzz: unknown field (known fields: cacheTTL, maxAge, metricsQuery, "
+                 "rules.yaml: rules[0].zzz: unknown field (known fields: backend, cacheTTL, maxAge, metricsQuery, "
                  "missingData, name, resources, seriesFilters, seriesQuery)", id="no-close-match"),
     pytest.param("rules: [{seriesQuery: x, metricQuery: y, nmae: {}}]",
                  "rules.yaml: rules[0].metricQuery: unknown field (did you mean metricsQuery?) (and 1 more errors)",

@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 import math
@@ -37,7 +38,7 @@ from requests.adapters import HTTPAdapter
 
 from adapter.backends.reachability import QuietRetry, Reachability, install_retry_filter, short_reason
 from adapter.errors import AdapterError, InternalError, Unavailable
-from adapter.model import QueryResult, Sample
+from adapter.model import DEFAULT_BACKEND, QueryResult, Sample, Tenant
 
 if TYPE_CHECKING:
     from adapter.backends.sigv4 import SigV4
@@ -60,10 +61,13 @@ class PrometheusConfig:
     timeout: float = 10.0
     max_concurrency: int = 8
     sigv4: SigV4 | None = None  # sign every request (Amazon Managed Prometheus)
+    name: str = DEFAULT_BACKEND  # the backend's name in the rules file's ``backends`` (messages, metrics)
+    params: Mapping[str, str] = field(default_factory=dict)  # query parameters added to every request
+    basic_auth_file: Path | None = None  # one line "user:password", re-read when it changes
 
 
 class _Token:
-    """Bearer token from a file, re-read when the file changes."""
+    """A secret from a file (bearer token, ``user:password``), re-read when the file changes."""
 
     def __init__(self, path: Path | None) -> None:
         self._path = path
@@ -77,7 +81,7 @@ class _Token:
         try:
             st = os.stat(self._path)
         except OSError as e:
-            raise Unavailable("cannot read the Prometheus token file") from e
+            raise Unavailable("cannot read the Prometheus credentials file") from e
         stamp = (st.st_mtime, st.st_size)
         with self._lock:
             if stamp != self._stamp:
@@ -103,7 +107,10 @@ class PrometheusBackend:
         self._on_call = on_call
         self.reachability = Reachability(cfg.url, on_reachable)
         install_retry_filter()
+        # what messages call it: the flags' backend stays "Prometheus", as before there were several
+        self.what = "Prometheus" if cfg.name == DEFAULT_BACKEND else f"Prometheus backend {cfg.name!r}"
         self._token = _Token(cfg.token_file)
+        self._basic = _Token(cfg.basic_auth_file)
         session = requests.Session()
         session.verify = str(cfg.ca_file) if cfg.ca_file else True
         if cfg.client_cert and cfg.client_key:
@@ -132,12 +139,25 @@ class PrometheusBackend:
         self._session.close()
 
     # -- blocking calls -------------------------------------------------------------------------
-    def _headers(self) -> dict[str, str]:
+    def _headers(self, tenant: Tenant | None = None) -> dict[str, str]:
         headers = dict(self.cfg.headers)
         token = self._token.get()
         if token:
             headers["Authorization"] = f"Bearer {token}"
+        basic = self._basic.get()
+        if basic:
+            headers["Authorization"] = "Basic " + base64.b64encode(basic.encode()).decode("ascii")
+        if tenant is not None:
+            headers.update(tenant.headers)  # the tenant's on top of the backend's own
         return headers
+
+    def _params(self, params: dict[str, str], tenant: Tenant | None) -> dict[str, str]:
+        """The call's parameters after the backend's ``queryParams`` and the tenant's (the tenant wins)."""
+        if self.cfg.params:
+            params = {**self.cfg.params, **params}
+        if tenant is not None and tenant.params:
+            params = {**params, **dict(tenant.params)}
+        return params
 
     def _timed(self, endpoint: str, fn: Callable[[], T]) -> T:
         start = time.perf_counter()
@@ -150,15 +170,15 @@ class PrometheusBackend:
         except requests.ConnectTimeout as e:
             outcome = "unreachable"
             self.reachability.failure(f"no connection within {self.cfg.timeout:g}s", started)
-            raise Unavailable("Prometheus is unreachable") from e
+            raise Unavailable(f"{self.what} is unreachable") from e
         except requests.Timeout as e:
             outcome = "timeout"
             self.reachability.failure(f"no answer within {self.cfg.timeout:g}s", started, timeout=True)
-            raise Unavailable("Prometheus did not answer in time") from e
+            raise Unavailable(f"{self.what} did not answer in time") from e
         except requests.ConnectionError as e:
             outcome = "unreachable"
             self.reachability.failure(short_reason(e), started)
-            raise Unavailable("Prometheus is unreachable") from e
+            raise Unavailable(f"{self.what} is unreachable") from e
         except PrometheusApiClientException as e:
             outcome = "error"
             text = str(e)
@@ -166,7 +186,7 @@ class PrometheusBackend:
             if status is not None:
                 outcome = "unavailable"
                 self.reachability.failure(f"HTTP {status}", started)
-                raise Unavailable("Prometheus is unavailable") from e
+                raise Unavailable(f"{self.what} is unavailable") from e
             self.reachability.success()  # it answered: reachable, the call itself failed
             raise InternalError("Internal error occurred: unable to fetch metrics",
                                 details={"causes": [{"message": "unable to fetch metrics"}]}) from e
@@ -181,19 +201,21 @@ class PrometheusBackend:
             if self._on_call:
                 self._on_call(endpoint, outcome, time.perf_counter() - start)
 
-    def _raw(self, path: str, params: Mapping[str, str], *, post: bool) -> bytes:
+    def _raw(self, path: str, params: Mapping[str, str], *, post: bool, tenant: Tenant | None = None) -> bytes:
         """One API call on our session (form body for POST), raising like prometheus-api-client does."""
         url = f"{self._url}{path}"
+        params = self._params(dict(params), tenant)
+        headers = self._headers(tenant)
         if post:
-            resp = self._session.post(url, data=params, headers=self._headers(), timeout=self.cfg.timeout)
+            resp = self._session.post(url, data=params, headers=headers, timeout=self.cfg.timeout)
         else:
-            resp = self._session.get(url, params=params, headers=self._headers(), timeout=self.cfg.timeout)
+            resp = self._session.get(url, params=params, headers=headers, timeout=self.cfg.timeout)
         if resp.status_code != 200:
             raise PrometheusApiClientException(f"HTTP Status Code {resp.status_code} ({resp.content[:500]!r})")
         content: bytes = resp.content
         return content
 
-    def series_sync(self, match: str, max_age: float) -> list[dict[str, str]]:
+    def series_sync(self, match: str, max_age: float, tenant: Tenant | None = None) -> list[dict[str, str]]:
         """``/api/v1/series`` for ``match`` over the last ``max_age`` seconds, one entry per series.
 
         Series discovery needs each series' name and label *names* only, so label values are blanked
@@ -204,19 +226,21 @@ class PrometheusBackend:
         def call() -> list[dict[str, str]]:
             now = time.time()
             params = {"match[]": match, "start": f"{now - max_age:.3f}", "end": f"{now:.3f}"}
-            body = self._raw("/api/v1/series", params, post=self.cfg.verb == "POST")
+            body = self._raw("/api/v1/series", params, post=self.cfg.verb == "POST", tenant=tenant)
             data = json.loads(body, object_hook=_SeriesShapes().hook)["data"]
             if not isinstance(data, list):
                 raise ValueError("unexpected /api/v1/series data")
             return data
         return self._timed("series", call)
 
-    def query_sync(self, promql: str) -> QueryResult:
+    def query_sync(self, promql: str, tenant: Tenant | None = None) -> QueryResult:
         def call() -> QueryResult:
             requested = time.time()
             url_len = len(self._url) + 15 + len(urllib.parse.quote(promql, safe=""))
-            if self.cfg.verb == "POST" or url_len > MAX_GET_URL:
-                result: Any = json.loads(self._raw("/api/v1/query", {"query": promql}, post=True))["data"]["result"]
+            if self.cfg.verb == "POST" or url_len > MAX_GET_URL or self.cfg.params or tenant is not None:
+                post = self.cfg.verb == "POST" or url_len > MAX_GET_URL
+                body = self._raw("/api/v1/query", {"query": promql}, post=post, tenant=tenant)
+                result: Any = json.loads(body)["data"]["result"]
             else:
                 self._pc.headers = self._headers()
                 result = self._pc.custom_query(promql)
@@ -239,11 +263,11 @@ class PrometheusBackend:
         # shield: a caller that times out leaves; the thread finishes and only then frees its slot
         return await asyncio.shield(fut)
 
-    async def query(self, promql: str) -> QueryResult:
-        return await self._run(lambda: self.query_sync(promql), self._queries)
+    async def query(self, promql: str, tenant: Tenant | None = None) -> QueryResult:
+        return await self._run(lambda: self.query_sync(promql, tenant), self._queries)
 
-    async def series(self, match: str, max_age: float) -> list[dict[str, str]]:
-        return await self._run(lambda: self.series_sync(match, max_age), self._discovery)
+    async def series(self, match: str, max_age: float, tenant: Tenant | None = None) -> list[dict[str, str]]:
+        return await self._run(lambda: self.series_sync(match, max_age, tenant), self._discovery)
 
 
 class _SeriesShapes:

@@ -13,7 +13,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from adapter.model import GroupResource, Selector
+from adapter.model import DEFAULT_BACKEND, DEFAULT_TARGET, GroupResource, Selector, Target
 from adapter.naming.promql import PromQLError, parse
 from adapter.naming.resources import NAMESPACES, ResourceConverter
 from adapter.naming.selectors import match_values, quote, selector_values, to_matchers
@@ -66,6 +66,9 @@ class MetricNamer:
     converter: ResourceConverter
     namespaced_external: bool
     _wide: dict[tuple[GroupResource, bool], str | None] = field(default_factory=dict, compare=False, repr=False)
+    # where its series are discovered and its queries go (the rule's ``backend``); the default
+    # backend's is DEFAULT_TARGET itself, the runner's fast path
+    target: Target = DEFAULT_TARGET
 
     @property
     def where(self) -> str:
@@ -109,7 +112,9 @@ class MetricNamer:
         if sourced.list_name == "rules" and rule.resources.namespaced is not None:
             raise RuleError(f"{where}.resources.namespaced: only applies to externalRules")
         namespaced = True if rule.resources.namespaced is None else rule.resources.namespaced
-        return cls(sourced, rule.series_query, tuple(filters), matches, name_as, query, converter, namespaced)
+        target = DEFAULT_TARGET if sourced.backend == DEFAULT_BACKEND else Target(sourced.backend)
+        return cls(sourced, rule.series_query, tuple(filters), matches, name_as, query, converter, namespaced,
+                   target=target)
 
     def accepts(self, series_name: str) -> bool:
         return all(bool(rx.search(series_name)) == must for rx, must in self.filters)

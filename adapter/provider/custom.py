@@ -83,7 +83,7 @@ class CustomMetricsProvider:
 
     async def _query(self, namer: MetricNamer, plan: QueryPlan, policy: Policy) -> QueryResult:
         try:
-            return await self.runner.run_plan(plan, policy.cache_ttl, namer.rule_label)
+            return await self.runner.run_plan(plan, policy.cache_ttl, namer.rule_label, namer.target)
         except AdapterError as e:
             # an outage is logged once by the backend when it starts; each failed query only counts
             log.log(logging.DEBUG if isinstance(e, Unavailable) else logging.WARNING, "query failed",
@@ -225,7 +225,7 @@ class CustomMetricsProvider:
         ages: dict[float, int] = {}
         for name in wanted:
             found: tuple[float, float] | None = by_name.get(name)
-            key = (metric, gr, namespace, name, metric_selector.raw)
+            key = (metric, gr, namespace, name, metric_selector.raw, namer.target.backend)
             if found is None:
                 found = self._missing(key, policy, result)
                 if found is None:

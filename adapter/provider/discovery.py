@@ -1,9 +1,11 @@
-"""Background series discovery: one ``/api/v1/series`` call per distinct ``seriesQuery``.
+"""Background series discovery: one ``/api/v1/series`` call per distinct (backend, ``seriesQuery``).
 
 ``update_now()`` runs every seriesQuery, builds a new index aside and swaps it in atomically. Each
 seriesQuery stands alone: one that fails keeps its last good series (a query that never succeeded
 contributes none) while the others are indexed with what they found, so one broken rule or a
-Prometheus hiccup never empties or freezes the whole index. A rule's failure is logged when it
+Prometheus hiccup never empties or freezes the whole index; with several backends (the rules file's
+``backends:``), each rule's seriesQuery goes to its own backend, so one backend down leaves the
+others' metrics alone. A rule's failure is logged when it
 starts, changes or ends (not at every relist) and reported per rule through ``on_relist``.
 
 ``unavailable()`` tells the providers when an unknown metric may only be unknown because a rule's
@@ -22,13 +24,14 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from adapter.errors import AdapterError
-from adapter.model import GroupResource
+from adapter.model import GroupResource, Target
 from adapter.naming.query import MetricNamer
 from adapter.provider.registry import SeriesIndex, build_index
 
 log = logging.getLogger(__name__)
 
-SeriesFn = Callable[[str, float], Awaitable[list[dict[str, str]]]]
+SeriesFn = Callable[[str, float, Target], Awaitable[list[dict[str, str]]]]  # match, max age, where
+Key = tuple[Target, str]  # (where, seriesQuery): one discovery state each
 SeriesList = list[Mapping[str, str]]
 PENDING = "series discovery has not completed yet"
 
@@ -55,7 +58,7 @@ class Relister:
         self.interval = interval
         self.max_age = max_age
         self.index = SeriesIndex()
-        self._state = {n.series_query: QueryState() for n in (*self.custom, *self.external)}
+        self._state: dict[Key, QueryState] = {_key(n): QueryState() for n in (*self.custom, *self.external)}
         self._on_relist = on_relist
 
     @property
@@ -64,14 +67,14 @@ class Relister:
         return all(s.series is not None for s in self._state.values())
 
     def statuses(self) -> RuleStatus:
-        return [(n, self._state[n.series_query].error) for n in (*self.custom, *self.external)]
+        return [(n, self._state[_key(n)].error) for n in (*self.custom, *self.external)]
 
     def unavailable(self, metric: str, resource: GroupResource | None = None) -> str | None:
         """Why ``metric`` (custom for ``resource``, else external) may exist but is not known yet: the
         first rule that could produce it and whose discovery has never succeeded, with its error."""
         namers = self.external if resource is None else self.custom
         for n in namers:
-            state = self._state[n.series_query]
+            state = self._state[_key(n)]
             if state.series is None and _could_produce(n, metric, resource):
                 if state.error == PENDING:
                     return PENDING
@@ -80,16 +83,16 @@ class Relister:
 
     async def update_now(self) -> SeriesIndex:
         start = time.perf_counter()
-        queries = sorted(self._state)
-        results = await asyncio.gather(*(self._series(q, self.max_age) for q in queries),
+        queries = sorted(self._state, key=lambda k: (k[0].backend, k[1]))
+        results = await asyncio.gather(*(self._series(q, self.max_age, t) for t, q in queries),
                                        return_exceptions=True)
         for q, r in zip(queries, results, strict=True):
             if isinstance(r, asyncio.CancelledError):
                 raise r
             self._record(q, r)
         found = {q: s.series or [] for q, s in self._state.items()}
-        index = build_index(((n, found[n.series_query]) for n in self.custom),
-                            ((n, found[n.series_query]) for n in self.external))
+        index = build_index(((n, found[_key(n)]) for n in self.custom),
+                            ((n, found[_key(n)]) for n in self.external))
         self.index = index  # atomic swap: readers see the old or the new index, never a mix
         took = time.perf_counter() - start
         if self._on_relist:
@@ -101,26 +104,29 @@ class Relister:
             "seconds": round(took, 3)})
         return index
 
-    def _record(self, query: str, result: list[dict[str, str]] | BaseException) -> None:
-        state = self._state[query]
+    def _record(self, key: Key, result: list[dict[str, str]] | BaseException) -> None:
+        state = self._state[key]
+        query = key[1]
         before = state.error
         if isinstance(result, BaseException):
             state.error = result.message if isinstance(result, AdapterError) else f"unexpected {type(result).__name__}"
             if not isinstance(result, AdapterError):
-                log.error("series discovery raised unexpectedly", exc_info=result, extra={"series_query": query})
+                log.error("series discovery raised unexpectedly", exc_info=result,
+                          extra={"series_query": query, "backend": key[0].backend})
         else:
             state.series, state.error = list(result), ""
         if state.error == before or (before == PENDING and not state.error):
             return
-        rules = ", ".join(n.where for n in (*self.custom, *self.external) if n.series_query == query)
+        rules = ", ".join(n.where for n in (*self.custom, *self.external) if _key(n) == key)
         if state.error:
             cause = result.__cause__ if isinstance(result, BaseException) else None
             log.warning("series discovery failed; %s", "serving the last series found" if state.series is not None
                         else "its metrics answer 503 until it succeeds",
-                        extra={"rules": rules, "series_query": query, "error": state.error,
+                        extra={"rules": rules, "series_query": query, "backend": key[0].backend, "error": state.error,
                                "cause": str(cause)[:300] if cause is not None else ""})
         else:
-            log.info("series discovery recovered", extra={"rules": rules, "series_query": query})
+            log.info("series discovery recovered", extra={"rules": rules, "series_query": query,
+                                                          "backend": key[0].backend})
 
     async def run(self) -> None:
         while True:
@@ -131,6 +137,10 @@ class Relister:
             except Exception:
                 log.exception("series discovery failed unexpectedly; keeping the previous index")
             await asyncio.sleep(self.interval if self.complete else min(self.interval, 5.0))
+
+
+def _key(namer: MetricNamer) -> Key:
+    return namer.target, namer.series_query
 
 
 def _could_produce(namer: MetricNamer, metric: str, resource: GroupResource | None) -> bool:

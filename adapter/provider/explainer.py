@@ -14,16 +14,16 @@ from __future__ import annotations
 import difflib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from urllib.parse import urlencode
 
 from adapter.errors import AdapterError
-from adapter.model import GroupResource, Sample, Selector
+from adapter.model import GroupResource, Sample, Selector, Target
 from adapter.naming.promql import PromQLError, parse
 from adapter.naming.query import NAMES, MetricNamer, RuleError
 from adapter.naming.shape import age_selectors
 from adapter.provider.custom import CustomMetricsProvider
-from adapter.provider.discovery import Relister
+from adapter.provider.discovery import Relister, SeriesFn
 from adapter.provider.explanation import Explanation, custom_path
 from adapter.provider.external import ExternalMetricsProvider
 from adapter.provider.runner import QueryRunner
@@ -33,7 +33,6 @@ log = logging.getLogger(__name__)
 
 RAW_PER_OBJECT = 10  # raw samples shown per object
 RAW_OBJECTS = 50  # objects whose raw samples are looked up
-SeriesFn = Callable[[str, float], Awaitable[list[dict[str, str]]]]
 
 
 class Explainer:
@@ -120,8 +119,8 @@ class Explainer:
                                            mode=NAMES)
             query, matchers = rendered.query, rendered.label_matchers
         for sel in age_selectors(parse(query), matchers)[:4]:
-            values = await self._runner.query_uncached(sel)
-            times = await self._runner.query_uncached(f"timestamp({sel})")
+            values = await self._runner.query_uncached(sel, namer.target)
+            times = await self._runner.query_uncached(f"timestamp({sel})", namer.target)
             when = {_key(s.labels): s.value for s in times.samples}
             for s in values.samples:
                 raw = Sample(s.labels, s.value, when.get(_key(s.labels), s.timestamp))
@@ -138,11 +137,12 @@ class Explainer:
         gr = None if external else _group_resource(self._custom, ex.resource)
         found: list[str] = []
         names_seen: set[str] = set()
-        cache: dict[str, list[dict[str, str]]] = {}
+        cache: dict[tuple[Target, str], list[dict[str, str]]] = {}
         for n in namers:
-            if n.series_query not in cache:
-                cache[n.series_query] = await self._series(n.series_query, self._relister.max_age)
-            for labels in cache[n.series_query]:
+            key = (n.target, n.series_query)
+            if key not in cache:
+                cache[key] = await self._series(n.series_query, self._relister.max_age, n.target)
+            for labels in cache[key]:
                 series = labels.get("__name__", "")
                 metric = n.metric_name(series) if series else None
                 if metric:

@@ -28,7 +28,7 @@ LAST_ITEM_BYTES = 300
 LAST_LABEL_BYTES = 60
 
 
-def _last_cost(key: tuple[str, str, str], items: tuple[ExternalValue, ...]) -> int:
+def _last_cost(key: tuple[str, str, str, str], items: tuple[ExternalValue, ...]) -> int:
     return LAST_ENTRY_BYTES + key_bytes(key) + sum(
         LAST_ITEM_BYTES + sum(LAST_LABEL_BYTES + len(k) + len(v) for k, v in it.labels.items()) for it in items)
 
@@ -40,7 +40,7 @@ class ExternalMetricsProvider:
         self.runner = runner
         self.freshness = freshness
         self.policy_for = policy_for
-        self._last: OrderedDict[tuple[str, str, str], tuple[ExternalValue, ...]] = OrderedDict()
+        self._last: OrderedDict[tuple[str, str, str, str], tuple[ExternalValue, ...]] = OrderedDict()
         self._last_bytes = 0
         self._plans = Plans()
 
@@ -58,14 +58,15 @@ class ExternalMetricsProvider:
         policy = self.policy_for(namer)
         rendered = namer.render_external(series, namespace, selector)
         plan = self._plans.get(namer, rendered, external=True)
-        key = (metric, namespace if namer.namespaced_external else "", selector.raw)
+        key = (metric, namespace if namer.namespaced_external else "", selector.raw, namer.target.backend)
         trace = current_trace()
         if trace is not None:
             trace.rule, trace.series, trace.mode, trace.query = namer.where, series, "external", rendered.query
             trace.label_matchers, trace.group_by = rendered.label_matchers, plan.age_group
             trace.age_limit, trace.missing_data = self.freshness.limit(policy), policy.missing
         try:
-            result: QueryResult | None = await self.runner.run_plan(plan, policy.cache_ttl, namer.rule_label)
+            result: QueryResult | None = await self.runner.run_plan(plan, policy.cache_ttl, namer.rule_label,
+                                                                    namer.target)
         except AdapterError as e:
             # an outage is logged once by the backend when it starts; each failed query only counts
             log.log(logging.DEBUG if isinstance(e, Unavailable) else logging.WARNING, "query failed",
@@ -108,7 +109,7 @@ class ExternalMetricsProvider:
         raise NotFound(f"the server could not find the metric {metric} for namespace {namespace}"
                        + (f" with selector {selector.raw}" if selector.raw else ""))
 
-    def _remember(self, key: tuple[str, str, str], items: tuple[ExternalValue, ...]) -> None:
+    def _remember(self, key: tuple[str, str, str, str], items: tuple[ExternalValue, ...]) -> None:
         old = self._last.pop(key, None)
         if old is not None:
             self._last_bytes -= _last_cost(key, old)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from adapter.backends.reachability import short_reason
 from adapter.errors import AdapterError
+from adapter.model import Target
 from adapter.naming.query import MetricNamer
 from adapter.provider.discovery import SeriesFn
 from adapter.provider.registry import SeriesIndex, build_index
@@ -51,13 +52,13 @@ def _error(e: BaseException) -> str:
 async def probe(custom: Sequence[MetricNamer], external: Sequence[MetricNamer], series: SeriesFn,
                 max_age: float) -> list[RuleReport]:
     """One report per rule, custom rules first, in rule order."""
-    queries = sorted({n.series_query for n in (*custom, *external)})
-    results = await asyncio.gather(*(series(q, max_age) for q in queries), return_exceptions=True)
-    found: dict[str, list[dict[str, str]] | BaseException] = dict(zip(queries, results, strict=True))
+    queries = sorted({(n.target, n.series_query) for n in (*custom, *external)}, key=lambda k: (k[0].backend, k[1]))
+    results = await asyncio.gather(*(series(q, max_age, t) for t, q in queries), return_exceptions=True)
+    found: dict[tuple[Target, str], list[dict[str, str]] | BaseException] = dict(zip(queries, results, strict=True))
     ok = {q: r for q, r in found.items() if not isinstance(r, BaseException)}
-    full = build_index(((n, list(ok.get(n.series_query, []))) for n in custom),
-                       ((n, list(ok.get(n.series_query, []))) for n in external))
-    return [_report(n, found[n.series_query], full, n in external) for n in (*custom, *external)]
+    full = build_index(((n, list(ok.get((n.target, n.series_query), []))) for n in custom),
+                       ((n, list(ok.get((n.target, n.series_query), []))) for n in external))
+    return [_report(n, found[n.target, n.series_query], full, n in external) for n in (*custom, *external)]
 
 
 def _report(namer: MetricNamer, result: list[dict[str, str]] | BaseException, full: SeriesIndex,

@@ -15,11 +15,11 @@ import asyncio
 import logging
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 
 from adapter.cache import QueryCache
 from adapter.errors import InternalError
-from adapter.model import QueryResult, Sample
+from adapter.model import DEFAULT_TARGET, QueryResult, Sample, Target
 from adapter.naming.promql import PromQLError, parse
 from adapter.naming.shape import AGE_LABEL, QueryPlan
 from adapter.provider.trace import QueryTrace, Trace
@@ -27,7 +27,7 @@ from adapter.provider.trace import current as current_trace
 
 log = logging.getLogger(__name__)
 
-QueryFn = Callable[[str], Awaitable[QueryResult]]
+QueryFn = Callable[[str, Target], Awaitable[QueryResult]]  # promql, where it goes
 RuleLabel = tuple[str, str]  # (source, rule): ("preset:vllm", "rules[8]")
 OnRuleQuery = Callable[[str, str, str, float], None]  # source, rule, outcome, seconds
 
@@ -45,6 +45,14 @@ ENTRY_BYTES = 350
 def _size_of(result: QueryResult) -> int:
     return RESULT_BYTES + sum(SAMPLE_BYTES + sum(LABEL_BYTES + len(k) + len(v) for k, v in s.labels.items())
                               for s in (*result.samples, *result.ages))
+
+
+def cache_key(text: str, target: Target) -> Hashable:
+    """The cache and single-flight key of ``text`` sent to ``target``: the text alone for the default
+    backend (as before there were several), else (target, text), so no answer is shared across
+    backends or tenants."""
+    key = sys.intern(text) if len(text) < 512 else text
+    return key if target is DEFAULT_TARGET else (target, key)
 
 
 def split_ages(result: QueryResult) -> QueryResult:
@@ -76,7 +84,7 @@ class QueryRunner:
         self._on_rule_query = on_rule_query
         self.ttl = ttl
         kwargs = {"clock": clock} if clock is not None else {}
-        self.cache: QueryCache[str, QueryResult] = QueryCache(
+        self.cache: QueryCache[Hashable, QueryResult] = QueryCache(
             ttl=ttl, max_entries=max_entries, on_event=on_event, size_of=_size_of, max_bytes=max_bytes,
             refresh_ahead=0.2, entry_bytes=ENTRY_BYTES,
             **kwargs)
@@ -85,28 +93,29 @@ class QueryRunner:
     def caching(self) -> bool:
         return self.ttl > 0
 
-    async def run(self, promql: str, ttl: float | None = None, where: str = "") -> QueryResult:
-        """The result of ``promql`` (``where``: the rule that built it, for the log)."""
-        key = sys.intern(promql) if len(promql) < 512 else promql
-        return await self.cache.get_or_load(key, lambda: self._checked(promql, where), ttl)
+    async def run(self, promql: str, ttl: float | None = None, where: str = "",
+                  target: Target = DEFAULT_TARGET) -> QueryResult:
+        """The result of ``promql`` on ``target`` (``where``: the rule that built it, for the log)."""
+        return await self.cache.get_or_load(cache_key(promql, target),
+                                            lambda: self._checked(promql, where, target), ttl)
 
-    async def run_plan(self, plan: QueryPlan, ttl: float | None = None, rule: RuleLabel | None = None
-                       ) -> QueryResult:
-        """The value query of ``plan`` with the data's age (``QueryResult.ages``); a query actually sent
-        (not answered by the cache) is reported per ``rule`` to ``on_rule_query``."""
+    async def run_plan(self, plan: QueryPlan, ttl: float | None = None, rule: RuleLabel | None = None,
+                       target: Target = DEFAULT_TARGET) -> QueryResult:
+        """The value query of ``plan`` on ``target`` with the data's age (``QueryResult.ages``); a query
+        actually sent (not answered by the cache) is reported per ``rule`` to ``on_rule_query``."""
         trace = current_trace()
         if plan.combined or plan.age is None:
-            key = sys.intern(plan.send) if len(plan.send) < 512 else plan.send
+            key = cache_key(plan.send, target)
 
             def load() -> Awaitable[QueryResult]:
-                return self._timed(rule, self._load_combined(plan.send))
+                return self._timed(rule, self._load_combined(plan.send, target))
         else:
-            key = "\x00ages\x00" + plan.value
+            key = cache_key("\x00ages\x00" + plan.value, target)
 
             def load() -> Awaitable[QueryResult]:
-                return self._timed(rule, self._load_apart(plan))
+                return self._timed(rule, self._load_apart(plan, target))
         if trace is not None:
-            return await self._traced(trace, plan, key, load, ttl)
+            return await self._traced(trace, plan, key, load, ttl, target)
         return await self.cache.get_or_load(key, load, ttl)
 
     async def _timed(self, rule: RuleLabel | None, load: Awaitable[QueryResult]) -> QueryResult:
@@ -121,15 +130,16 @@ class QueryRunner:
         finally:
             self._on_rule_query(rule[0], rule[1], outcome, time.perf_counter() - start)
 
-    async def _traced(self, trace: Trace, plan: QueryPlan, key: str,
-                      loader: Callable[[], Awaitable[QueryResult]], ttl: float | None) -> QueryResult:
+    async def _traced(self, trace: Trace, plan: QueryPlan, key: Hashable,
+                      loader: Callable[[], Awaitable[QueryResult]], ttl: float | None, target: Target
+                      ) -> QueryResult:
         """``run_plan`` while explaining: the same cache lookup, noting where the answer came from."""
         entry = self.cache.entry_info(key)
         eff_ttl = self.ttl if ttl is None else ttl
         state = "off" if eff_ttl <= 0 else "hit" if entry is not None else \
             "coalesced" if self.cache.loading(key) else "miss"
         q = QueryTrace(plan.send, plan.value, plan.age, state, entry[0] if entry else None,
-                       entry[1] if entry else eff_ttl)
+                       entry[1] if entry else eff_ttl, backend=target.backend)
         if not plan.combined and plan.age is not None:
             q.promql = plan.value + "\n" + plan.age  # sent as two queries
         trace.sent(q)
@@ -137,19 +147,19 @@ class QueryRunner:
         trace.answered(result)
         return result
 
-    async def query_uncached(self, promql: str) -> QueryResult:
+    async def query_uncached(self, promql: str, target: Target = DEFAULT_TARGET) -> QueryResult:
         """One query straight to the backend (explanations: the raw samples behind a value)."""
-        return await self._query(promql)
+        return await self._query(promql, target)
 
-    async def _load_combined(self, promql: str) -> QueryResult:
-        return split_ages(await self._query(promql))
+    async def _load_combined(self, promql: str, target: Target) -> QueryResult:
+        return split_ages(await self._query(promql, target))
 
-    async def _load_apart(self, plan: QueryPlan) -> QueryResult:
+    async def _load_apart(self, plan: QueryPlan, target: Target) -> QueryResult:
         assert plan.age is not None
-        value, age = await asyncio.gather(self._query(plan.value), self._query(plan.age))
+        value, age = await asyncio.gather(self._query(plan.value, target), self._query(plan.age, target))
         return QueryResult(value.samples, value.evaluated_at, age.samples)
 
-    async def _checked(self, promql: str, where: str) -> QueryResult:
+    async def _checked(self, promql: str, where: str, target: Target) -> QueryResult:
         try:
             parse(promql)
         except PromQLError as e:
@@ -157,4 +167,4 @@ class QueryRunner:
                 "rule": where or "(adapter)", "promql": promql, "error": str(e)})
             raise InternalError("Internal error occurred: unable to fetch metrics",
                                 details={"causes": [{"message": "unable to fetch metrics"}]}) from e
-        return await self._query(promql)
+        return await self._query(promql, target)

@@ -15,7 +15,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 
-from adapter.model import QueryResult, Sample
+from adapter.model import DEFAULT_BACKEND, QueryResult, Sample
 
 _CURRENT: ContextVar[Trace | None] = ContextVar("accel_trace", default=None)
 
@@ -55,6 +55,7 @@ class QueryTrace:
     cache_age: float | None = None  # seconds since the cached result's query started
     ttl: float | None = None
     evaluated_at: float | None = None
+    backend: str = DEFAULT_BACKEND  # the backend it was sent to (``backends:`` of the rules file)
 
 
 @dataclass

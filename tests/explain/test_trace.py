@@ -11,7 +11,7 @@ import time
 import pytest
 
 from adapter.cache import LastKnownStore, QueryCache
-from adapter.model import QueryResult, ResourceInfo, Sample, Selector
+from adapter.model import DEFAULT_TARGET, QueryResult, ResourceInfo, Sample, Selector, Target
 from adapter.naming.resources import StaticResourceMapper
 from adapter.naming.selectors import parse_selector
 from adapter.provider.custom import CustomMetricsProvider, policies
@@ -45,10 +45,10 @@ async def provider(ttl: float, values: dict[str, float], ages: dict[str, float]
     custom, _ = compile_rules(LoadedRules((SourcedRule(rf.rules[0], "r.yaml", "rules", 0),), (), ()), mapper)
     sent: list[str] = []
 
-    async def series(q: str, age: float) -> list[dict[str, str]]:
+    async def series(q: str, age: float, _target: Target = DEFAULT_TARGET) -> list[dict[str, str]]:
         return [{"__name__": "gpu_util", "namespace": "ns", "pod": p} for p in values]
 
-    async def query(promql: str) -> QueryResult:
+    async def query(promql: str, _target: Target = DEFAULT_TARGET) -> QueryResult:
         sent.append(promql)
         now = time.time()
         out = [Sample({"namespace": "ns", "pod": p}, v, now) for p, v in values.items()]

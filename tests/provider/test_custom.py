@@ -11,7 +11,7 @@ import weakref
 import pytest
 
 from adapter.cache import LastKnownStore
-from adapter.model import QueryResult, Sample, Selector
+from adapter.model import DEFAULT_TARGET, QueryResult, Sample, Selector, Target
 from adapter.naming.query import MetricNamer
 from adapter.naming.resources import StaticResourceMapper
 from adapter.naming.selectors import parse_selector
@@ -48,7 +48,7 @@ def make(clock: Clock, pods: int = 3) -> tuple[CustomMetricsProvider, list[str]]
     relister = Relister([namer], [], None, 60, 60)  # type: ignore[arg-type]
     relister.index = build_index([(namer, [{"__name__": "gpu_util", "namespace": "a", "pod": "p"}])], [])
 
-    async def query(promql: str) -> QueryResult:
+    async def query(promql: str, _target: Target = DEFAULT_TARGET) -> QueryResult:
         sent.append(promql)
         now = time.time()
         if "kube_pod_labels" in promql:

@@ -12,7 +12,7 @@ import pytest
 
 from adapter.cache import LastKnownStore
 from adapter.errors import MetricNotFound, NotFound, Unavailable
-from adapter.model import GroupResource, QueryResult, Selector
+from adapter.model import DEFAULT_TARGET, GroupResource, QueryResult, Selector, Target
 from adapter.naming.query import MetricNamer
 from adapter.naming.resources import StaticResourceMapper
 from adapter.provider.custom import CustomMetricsProvider, policies
@@ -53,7 +53,7 @@ class FakeSeries:
             QUEUE: [{"__name__": "queue_depth", "namespace": "a"}],
         }
 
-    async def __call__(self, query: str, _max_age: float) -> list[dict[str, str]]:
+    async def __call__(self, query: str, _max_age: float, _target: Target = DEFAULT_TARGET) -> list[dict[str, str]]:
         answer = self.answers[query]
         if isinstance(answer, Exception):
             raise answer
@@ -139,7 +139,7 @@ def test_unavailable_names_the_rule_that_could_produce_the_metric() -> None:
 
 
 def providers(relister: Relister) -> tuple[CustomMetricsProvider, ExternalMetricsProvider]:
-    async def query(_promql: str) -> QueryResult:
+    async def query(_promql: str, _target: Target = DEFAULT_TARGET) -> QueryResult:
         raise AssertionError("no query is sent for a metric discovery does not know")
 
     runner = QueryRunner(query, ttl=0, max_entries=10)

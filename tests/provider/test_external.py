@@ -8,7 +8,7 @@ import time
 import pytest
 
 from adapter.cache import LastKnownStore
-from adapter.model import QueryResult, Sample
+from adapter.model import DEFAULT_TARGET, QueryResult, Sample, Target
 from adapter.naming.query import MetricNamer
 from adapter.naming.resources import StaticResourceMapper
 from adapter.naming.selectors import parse_selector
@@ -36,7 +36,7 @@ def make() -> ExternalMetricsProvider:
     relister = Relister([], [namer], None, 60, 60)  # type: ignore[arg-type]
     relister.index = build_index([], [(namer, [{"__name__": "queue_depth", "namespace": "a"}])])
 
-    async def query(promql: str) -> QueryResult:
+    async def query(promql: str, _target: Target = DEFAULT_TARGET) -> QueryResult:
         now = time.time()
         values = [Sample({"model": f"llama-{i}", "namespace": "a"}, i, now) for i in range(5)]
         # the attached age query's answer: max by (model) of the raw samples' timestamps

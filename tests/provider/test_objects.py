@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from adapter.errors import BadRequest
-from adapter.model import QueryResult, Sample
+from adapter.model import DEFAULT_TARGET, QueryResult, Sample, Target
 from adapter.naming.resources import StaticResourceMapper
 from adapter.naming.selectors import parse_selector
 from adapter.provider.objects import KsmObjectResolver
@@ -21,7 +21,7 @@ PODS = [("p1", {"label_app": "llm", "label_tier": "3"}), ("p2", {"label_app": "w
 def resolver() -> tuple[KsmObjectResolver, list[str]]:
     sent: list[str] = []
 
-    async def query(promql: str) -> QueryResult:
+    async def query(promql: str, _target: Target = DEFAULT_TARGET) -> QueryResult:
         sent.append(promql)
         return QueryResult(tuple(Sample({"namespace": "ns1", "pod": pod, **labels}, 1.0, 1000.0)
                                  for pod, labels in PODS), 1000.0)

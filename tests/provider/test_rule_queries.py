@@ -9,7 +9,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from adapter.errors import Unavailable
-from adapter.model import QueryResult
+from adapter.model import DEFAULT_TARGET, QueryResult, Target
 from adapter.naming.shape import plan_queries
 from adapter.observability import Metrics
 from adapter.provider.runner import QueryRunner
@@ -18,7 +18,7 @@ RULE = ("preset:vllm", "rules[8]")
 
 
 def _runner(metrics: Metrics, fail: bool = False, ttl: float = 30.0) -> QueryRunner:
-    async def query(promql: str) -> QueryResult:
+    async def query(promql: str, _target: Target = DEFAULT_TARGET) -> QueryResult:
         if fail:
             raise Unavailable("prometheus is down")
         return QueryResult((), 1.0)

@@ -13,14 +13,14 @@ import pytest
 
 from adapter.backends.prometheus import parse_result
 from adapter.errors import InternalError
-from adapter.model import QueryResult
+from adapter.model import DEFAULT_TARGET, QueryResult, Target
 from adapter.provider.runner import QueryRunner, _size_of
 
 
 def make() -> tuple[QueryRunner, list[str]]:
     sent: list[str] = []
 
-    async def query(promql: str) -> QueryResult:
+    async def query(promql: str, _target: Target = DEFAULT_TARGET) -> QueryResult:
         sent.append(promql)
         return QueryResult((), 1000.0)
 
