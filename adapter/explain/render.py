@@ -60,7 +60,8 @@ def explanation_lines(doc: Doc, indent: str = "") -> list[str]:
         how = {"hit": f"from the cache (age {_age(cache.get('ageSeconds'))}, TTL {_fmt(cache.get('ttlSeconds'))}s)",
                "miss": f"fresh query (cached for {_fmt(cache.get('ttlSeconds'))}s)",
                "coalesced": "joined a query in flight", "off": "fresh query (cache off)"}.get(state, str(state))
-        p(f"{indent}PromQL:     {how}, scope {doc.get('scope')}, evaluated {when(q.get('evaluatedAt'))}")
+        p(f"{indent}PromQL:     {how}, scope {doc.get('scope')}, backend {q.get('backend', 'default')}, "
+          f"evaluated {when(q.get('evaluatedAt'))}")
         for line in str(q.get("promql", "")).splitlines():
             p(f"{indent}  {line}")
     limit = doc.get("ageLimitSeconds")

@@ -66,6 +66,7 @@ class Explanation:
             "backend": "prometheus",
             "scope": t.mode, "ageLimitSeconds": t.age_limit, "missingData": t.missing_data or None,
             "queries": [{"promql": q.promql, "valueQuery": q.value_query, "ageQuery": q.age_query,
+                         "backend": q.backend,
                          "cache": {"state": q.cache, "ageSeconds": _round(q.cache_age), "ttlSeconds": q.ttl},
                          "evaluatedAt": q.evaluated_at} for q in t.queries],
             "objects": [_object_doc(o, self.now) for o in t.objects.values()],

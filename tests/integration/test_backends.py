@@ -26,6 +26,7 @@ from tests.support.victoria import victoria
 
 CM2 = "/apis/custom.metrics.k8s.io/v1beta2/namespaces/ns1/pods"
 EM = "/apis/external.metrics.k8s.io/v1beta1/namespaces/ns1"
+EXPLAIN = "/apis/explain.accel-metrics.io/v1alpha1"
 
 
 def rule(series: str, as_: str, backend: str | None) -> str:
@@ -119,6 +120,13 @@ def test_rules_on_each_backend_are_served_side_by_side_and_never_share_a_cache_e
         ext = get_ok(ad, f"{EM}/queue_depth_vm")
         assert sorted((i["metricLabels"]["model"], i["value"]) for i in ext["items"]) == [  # type: ignore[index,union-attr]
             ("llama", "12"), ("mistral", "3")]
+        # explain names the backend each query went to; its raw samples come from that backend
+        for metric, backend, raw in (("site_load_vm", "vm", 2), ("site_load_prom", "default", 1)):
+            status, doc, _ = ad.get(f"{EXPLAIN}/namespaces/ns1/pods/p1/{metric}")
+            assert status == 200, doc
+            assert [q["backend"] for q in doc["queries"]] == [backend], doc  # type: ignore[union-attr,index]
+            (obj,) = doc["objects"]  # type: ignore[misc]
+            assert [s["value"] for s in obj["samples"]] == [raw], obj
         assert ad.metric("accel_adapter_backend_up", backend="vm") == 1
         assert ad.metric("accel_adapter_backend_up", backend="default") == 1
         for backend in ("vm", "default"):
