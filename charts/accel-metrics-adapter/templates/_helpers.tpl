@@ -89,6 +89,9 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- if .Values.presets }}
 {{- $_ := set $cfg "presets" .Values.presets }}
 {{- end }}
+{{- if .Values.rules.backends }}
+{{- $_ := set $cfg "backends" .Values.rules.backends }}
+{{- end }}
 {{- toYaml $cfg }}
 {{- end }}
 
