@@ -19,11 +19,20 @@ FILES = re.compile(r"(/etc/accel-adapter/backends/[\w./-]+)")
 
 
 def section(path: Path, title: str) -> str:
-    text = path.read_text()
-    start = text.index(title)
+    """From the heading ``title`` to the next heading as high (lines inside code blocks are not headings)."""
     depth = len(title) - len(title.lstrip("#"))
-    end = re.compile(rf"\n#{{1,{depth}}} ").search(text, start + len(title))  # the next heading as high
-    return text[start:end.start() if end else None]
+    out: list[str] = []
+    fenced = False
+    for line in path.read_text().splitlines(keepends=True):
+        if line.startswith("```"):
+            fenced = not fenced
+        heading = not fenced and re.match(rf"#{{1,{depth}}} ", line) is not None
+        if out and heading:
+            break
+        if out or line.rstrip("\n") == title:
+            out.append(line)
+    assert out, f"{path}: no heading {title!r}"
+    return "".join(out)
 
 
 def blocks(text: str) -> list[str]:
