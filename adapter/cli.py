@@ -56,7 +56,8 @@ def _check_config(args: argparse.Namespace) -> int:
     finally:
         quiet.setLevel(level)
         backend.close()
-    print(f"series discovery against {st.prometheus_url} (last {st.series_max_age:g}s):")
+    others = "".join(f", backend {b.name} {b.url}" for b in rules.backends)  # each rule's on its own backend
+    print(f"series discovery against {st.prometheus_url}{others} (last {st.series_max_age:g}s):")
     for r in reports:
         print(f"  {r.line()}")
     failed = sum(1 for r in reports if r.error)

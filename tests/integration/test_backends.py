@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from adapter.cli import main
 from tests.integration.conftest import SERIES
 from tests.support.adapter import adapter
 from tests.support.procs import free_port, python_module, running
@@ -173,3 +174,16 @@ def test_a_backend_down_from_the_start_answers_503_for_its_metrics_only(engines:
         # discovery lists the default backend's metrics while vm's are unknown
         names = {r["name"] for r in get_ok(ad, "/apis/custom.metrics.k8s.io/v1beta2")["resources"]}  # type: ignore[index,union-attr]
         assert "pods/site_load_prom" in names and "pods/site_load_vm" not in names
+
+
+def test_check_config_probes_each_rule_on_its_own_backend(engines: Engines, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    cfg = rules_file(tmp_path, dead)
+    assert main(["check-config", "--config", str(cfg), "--prometheus-url", engines.prom.url]) == 1
+    out = capsys.readouterr().out
+    assert f"series discovery against {engines.prom.url}, backend vm {dead}" in out
+    lines = {line.split(": ")[1]: line for line in out.splitlines() if "ules[" in line}  # "  <file>: rules[i]: ..."
+    assert "site_load_prom" in lines["rules[2]"] and "error" not in lines["rules[2]"]
+    assert "error: Prometheus backend 'vm' is unreachable" in lines["rules[3]"]
+    assert "error: Prometheus backend 'vm'" in lines["externalRules[0]"]
