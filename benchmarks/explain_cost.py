@@ -49,13 +49,13 @@ async def _measure(pods: int, requests: int, ttl: float) -> float:
     custom, _ = compile_rules(loaded, mapper)
     series = [{"__name__": "gpu_util", "namespace": "ns", "pod": n} for n in names]
 
-    async def series_fn(q: str, age: float) -> list[dict[str, str]]:
+    async def series_fn(q: str, age: float, *_target: object) -> list[dict[str, str]]:  # target: any tree
         return series
 
     answer = tuple(Sample({"namespace": "ns", "pod": n}, 50.0, now) for n in names)
     ages = tuple(Sample({"namespace": "ns", "pod": n, "__accel_age__": "1"}, now - 1, now) for n in names)
 
-    async def query(promql: str) -> QueryResult:
+    async def query(promql: str, *_target: object) -> QueryResult:
         return QueryResult(answer + ages, time.time())
 
     class Names:
