@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 
 from adapter.backend_config import BackendSpec, paths
 from adapter.backends.prometheus import PrometheusBackend, PrometheusConfig
-from adapter.errors import InternalError
+from adapter.errors import ConfigError, InternalError
 from adapter.model import DEFAULT_BACKEND, DEFAULT_TARGET, QueryResult, Target
 
 OnCall = Callable[[str, str, str, float], None]  # backend, endpoint, outcome, seconds
@@ -44,7 +44,13 @@ class Backends:
         self.by_name: dict[str, PrometheusBackend] = {}
         for name, cfg in configs.items():
             call, up = bind(name)
-            self.by_name[name] = PrometheusBackend(cfg, on_call=call, on_reachable=up)
+            try:
+                self.by_name[name] = PrometheusBackend(cfg, on_call=call, on_reachable=up)
+            except ConfigError as e:  # e.g. no AWS credentials for a sigv4 entry: say which entry
+                self.close()
+                if name == DEFAULT_BACKEND:
+                    raise
+                raise ConfigError(f"backends: {name!r}: {e.message}") from e
 
     @property
     def default(self) -> PrometheusBackend:

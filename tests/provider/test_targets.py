@@ -1,0 +1,82 @@
+"""Per-backend (and per-tenant) state in the serving core, over in-process seams: the runner's cache and
+single-flight keys, series discovery's per-(backend, seriesQuery) state, and the lastKnown memory."""
+
+from __future__ import annotations
+
+import asyncio
+
+from adapter.errors import Unavailable
+from adapter.model import DEFAULT_TARGET, GroupResource, QueryResult, Sample, Target, Tenant
+from adapter.naming.query import MetricNamer
+from adapter.naming.resources import StaticResourceMapper
+from adapter.provider.discovery import Relister
+from adapter.provider.runner import QueryRunner
+from adapter.rules import SourcedRule, parse_rules_text
+
+SERIES = 'gpu_util{namespace!="",pod!=""}'
+RULES = f"""backends: [{{name: vm, url: 'http://vm:8428'}}]
+rules:
+- seriesQuery: '{SERIES}'
+  resources: {{template: <<.Resource>>}}
+  name: {{as: gpu_a}}
+  metricsQuery: 'avg(<<.Series>>{{<<.LabelMatchers>>}}) by (<<.GroupBy>>)'
+- seriesQuery: '{SERIES}'
+  resources: {{template: <<.Resource>>}}
+  name: {{as: gpu_b}}
+  metricsQuery: 'avg(<<.Series>>{{<<.LabelMatchers>>}}) by (<<.GroupBy>>)'
+  backend: vm
+"""
+PODS = GroupResource("", "pods")
+
+
+def namers() -> list[MetricNamer]:
+    rf = parse_rules_text(RULES, "rules.yaml")
+    return [MetricNamer.compile(SourcedRule(r, "rules.yaml", "rules", i, r.backend or "default"),
+                                StaticResourceMapper()) for i, r in enumerate(rf.rules)]
+
+
+def test_the_same_text_on_two_targets_is_two_queries_never_one_answer() -> None:
+    sent: list[tuple[str, Target]] = []
+
+    async def query(promql: str, target: Target = DEFAULT_TARGET) -> QueryResult:
+        sent.append((promql, target))
+        await asyncio.sleep(0)
+        value = {DEFAULT_TARGET.backend: 1.0, "vm": 2.0}[target.backend] + (10 if target.tenant else 0)
+        return QueryResult((Sample({}, value, 1.0),), 1.0)
+
+    runner = QueryRunner(query, ttl=60, max_entries=100)
+    targets = [DEFAULT_TARGET, Target("vm"), Target("vm", Tenant("a", (("X-Scope-OrgID", "a"),))),
+               Target("vm", Tenant("b", (("X-Scope-OrgID", "b"),)))]
+
+    async def main() -> list[float]:
+        # concurrently (single-flight) and again (cache): each target its own answer
+        first = await asyncio.gather(*(runner.run("sum(up)", target=t) for t in targets))
+        again = await asyncio.gather(*(runner.run("sum(up)", target=t) for t in targets))
+        return [r.samples[0].value for r in (*first, *again)]
+
+    assert asyncio.run(main()) == [1.0, 2.0, 12.0, 12.0] * 2
+    assert sorted((q, t.backend, t.tenant.name if t.tenant else "") for q, t in sent) == [
+        ("sum(up)", "default", ""), ("sum(up)", "vm", ""), ("sum(up)", "vm", "a"), ("sum(up)", "vm", "b")]
+
+
+def test_discovery_state_is_per_backend_for_the_same_series_query() -> None:
+    a, b = namers()
+    assert a.target is DEFAULT_TARGET and b.target == Target("vm")
+    calls: list[str] = []
+
+    async def series(match: str, _age: float, target: Target = DEFAULT_TARGET) -> list[dict[str, str]]:
+        calls.append(target.backend)
+        if target.backend == "vm":
+            raise Unavailable("Prometheus backend 'vm' is unreachable")
+        return [{"__name__": "gpu_util", "namespace": "ns", "pod": "p"}]
+
+    relister = Relister([a, b], [], series, 60, 60)
+    asyncio.run(relister.update_now())
+    assert sorted(calls) == ["default", "vm"]  # one call per (backend, seriesQuery)
+    assert {n.name_as: err for n, err in relister.statuses()} == {
+        "gpu_a": "", "gpu_b": "Prometheus backend 'vm' is unreachable"}
+    assert relister.index.lookup(PODS, True, "gpu_a") is not None
+    assert relister.index.lookup(PODS, True, "gpu_b") is None
+    assert relister.unavailable("gpu_a", PODS) is None
+    assert relister.unavailable("gpu_b", PODS) == (
+        "series discovery for rules.yaml: rules[1] has not succeeded yet (Prometheus backend 'vm' is unreachable)")
