@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from adapter.errors import AdapterError
-from adapter.model import GroupResource, Target
+from adapter.model import DEFAULT_BACKEND, GroupResource, Target
 from adapter.naming.query import MetricNamer
 from adapter.provider.registry import SeriesIndex, build_index
 
@@ -77,7 +77,7 @@ class Relister:
             state = self._state[_key(n)]
             if state.series is None and _could_produce(n, metric, resource):
                 if state.error == PENDING:
-                    return PENDING
+                    return PENDING if n.target.backend == DEFAULT_BACKEND else f"{PENDING} (backend {n.target.backend!r})"
                 return f"series discovery for {n.where} has not succeeded yet ({state.error})"
         return None
 

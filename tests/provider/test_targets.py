@@ -71,6 +71,8 @@ def test_discovery_state_is_per_backend_for_the_same_series_query() -> None:
         return [{"__name__": "gpu_util", "namespace": "ns", "pod": "p"}]
 
     relister = Relister([a, b], [], series, 60, 60)
+    assert relister.unavailable("gpu_a", PODS) == "series discovery has not completed yet"
+    assert relister.unavailable("gpu_b", PODS) == "series discovery has not completed yet (backend 'vm')"
     asyncio.run(relister.update_now())
     assert sorted(calls) == ["default", "vm"]  # one call per (backend, seriesQuery)
     assert {n.name_as: err for n, err in relister.statuses()} == {
