@@ -77,7 +77,8 @@ class Relister:
             state = self._state[_key(n)]
             if state.series is None and _could_produce(n, metric, resource):
                 if state.error == PENDING:
-                    return PENDING if n.target.backend == DEFAULT_BACKEND else f"{PENDING} (backend {n.target.backend!r})"
+                    backend = n.target.backend
+                    return PENDING if backend == DEFAULT_BACKEND else f"{PENDING} (backend {backend!r})"
                 return f"series discovery for {n.where} has not succeeded yet ({state.error})"
         return None
 
