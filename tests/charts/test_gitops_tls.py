@@ -1,0 +1,273 @@
+"""Certificates that GitOps tools can live with, rendered by the real helm.
+
+Without a cluster (helm template, helm install --dry-run, Argo CD, Flux) tls.mode=generate refuses,
+since each render would make a new CA. With a cluster, helm's ``lookup`` is served by the fake
+Kubernetes API (``helm template --dry-run=server``): the Secret is reused until it nears expiry,
+then rotated with the previous CA kept in the caBundle, and the overlap is checked with real TLS
+handshakes against the server's certificate reloader.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import datetime as dt
+import socket
+import ssl
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from adapter.certs import KeyPair
+from adapter.tlsreload import CertReloader
+from tests.fakekube import DEFAULT_RESOURCES, FakeKube, ResourceDef, Store
+from tests.fakekube.app import FakeKubeState
+from tests.support.procs import free_port, uvicorn_in_thread
+
+from .tools import CHART, CI_VALUES, NAMESPACE, RELEASE, helm, kinds, one, run, template_cmd
+
+SVC = RELEASE
+SERVER_NAME = f"{SVC}.{NAMESPACE}.svc"  # what the aggregator verifies
+SECRET = f"{SVC}-tls"
+NOT_AFTER = "accel-metrics.io/tls-not-after"
+CI = {p.name.removesuffix("-values.yaml"): p for p in CI_VALUES}
+GITOPS_MODES = ("tls.mode=certManager", "tls.mode=existingSecret")
+
+# Every kind the chart renders must be known to the API for a server-side dry run.
+CHART_RESOURCES = DEFAULT_RESOURCES + (
+    ResourceDef("", "v1", "secrets", "Secret", "secret", True),
+    ResourceDef("", "v1", "serviceaccounts", "ServiceAccount", "serviceaccount", True),
+    ResourceDef("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy", "networkpolicy", True),
+    ResourceDef("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", "poddisruptionbudget", True),
+    ResourceDef("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", "clusterrole", False),
+    ResourceDef("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding",
+                "clusterrolebinding", False),
+    ResourceDef("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding", "rolebinding", True),
+    ResourceDef("apiregistration.k8s.io", "v1", "apiservices", "APIService", "apiservice", False),
+)
+
+
+# ---- without a cluster -----------------------------------------------------------------------------
+
+def test_generate_refuses_helm_template_and_names_the_gitops_modes() -> None:
+    r = run(template_cmd(allow_offline_generate=False))
+    assert r.returncode != 0
+    message = r.stderr
+    assert "tls.mode=generate needs the cluster at render time" in message
+    for mode in ("tls.mode=certManager", "tls.mode=existingSecret", "tls.generate.allowTemplate=true",
+                 "--dry-run=server"):
+        assert mode in message, message
+    assert r.stdout == ""
+
+
+def test_generate_refuses_a_client_dry_run_install() -> None:
+    r = run([helm(), "install", RELEASE, str(CHART), "--dry-run=client", "--namespace", NAMESPACE])
+    assert r.returncode != 0 and "tls.mode=generate needs the cluster" in r.stderr
+
+
+def test_allow_template_renders_with_a_warning() -> None:
+    r = run(template_cmd(allow_offline_generate=True))
+    assert r.returncode == 0, r.stderr
+    assert "# WARNING: rendered without a cluster (tls.generate.allowTemplate=true)" in r.stdout
+    objs = [d for d in yaml.safe_load_all(r.stdout) if d]
+    assert one(objs, "Secret", SECRET)["data"]["ca.crt"]
+    notes = run([helm(), "install", RELEASE, str(CHART), "--dry-run=client", "--namespace", NAMESPACE,
+                 "--set", "tls.generate.allowTemplate=true"])
+    assert notes.returncode == 0, notes.stderr
+    assert "WARNING: tls.mode=generate rendered without a cluster" in notes.stdout.split("NOTES:", 1)[1]
+
+
+@pytest.mark.parametrize("values", [CI["cert-manager"], CI["existing-secret"]], ids=lambda p: p.name)
+def test_gitops_modes_render_byte_identical_twice_without_a_cluster(values: Path) -> None:
+    first, second = (run(template_cmd(values=(values,), allow_offline_generate=False)) for _ in range(2))
+    assert first.returncode == 0, first.stderr
+    assert first.stdout == second.stdout
+    assert "WARNING" not in first.stdout
+
+
+def test_renew_before_must_be_shorter_than_validity() -> None:
+    r = run(template_cmd(sets=("tls.generate.validityDays=30", "tls.generate.renewBeforeDays=30")))
+    assert r.returncode != 0 and "tls.generate.renewBeforeDays (30) must be less than" in r.stderr
+
+
+# ---- with a cluster: helm's lookup answered by the fake API --------------------------------------
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[FakeKube]:
+    fk = FakeKube(tmp_path / "kube")
+    fk.state = FakeKubeState(store=Store(CHART_RESOURCES), tokens={fk.token})
+    with fk:
+        # kube-system only: the release namespace may not exist yet (helm install --create-namespace)
+        fk.store.put("", "namespaces", {"metadata": {"name": "kube-system"}})
+        yield fk
+
+
+def _render_live(fk: FakeKube, *sets: str) -> str:
+    cmd = [helm(), "template", RELEASE, str(CHART), "--namespace", NAMESPACE, "--dry-run=server",
+           "--disable-openapi-validation", "--kubeconfig", str(fk.kubeconfig)]
+    for s in sets:
+        cmd += ["--set", s]
+    r = run(cmd)
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+def _objects(text: str) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(text) if d]
+
+
+def _secret(objs: list[dict[str, Any]]) -> dict[str, Any]:
+    return one(objs, "Secret", SECRET)
+
+
+def _store_secret(fk: FakeKube, secret: dict[str, Any]) -> None:
+    """What helm install/upgrade would have applied: the rendered Secret, owned by the release."""
+    owner = {"meta.helm.sh/release-name": RELEASE, "meta.helm.sh/release-namespace": NAMESPACE}
+    meta = {"name": secret["metadata"]["name"], "namespace": NAMESPACE, "labels": secret["metadata"]["labels"],
+            "annotations": {**secret["metadata"].get("annotations", {}), **owner}}
+    fk.store.put("", "secrets", {"metadata": meta, "type": secret["type"], "data": dict(secret["data"])})
+
+
+def _ca_bundle(objs: list[dict[str, Any]]) -> bytes:
+    bundles = {api["spec"]["caBundle"] for api in kinds(objs, "APIService")}
+    assert len(bundles) == 1, "every APIService carries the same caBundle"
+    return base64.b64decode(bundles.pop())
+
+
+def _pems(bundle: bytes) -> list[bytes]:
+    return [c.public_bytes(Encoding.PEM) for c in x509.load_pem_x509_certificates(bundle)]
+
+
+def _decoded(secret: dict[str, Any], key: str) -> bytes:
+    return base64.b64decode(secret["data"][key])
+
+
+def _not_after(secret: dict[str, Any]) -> dt.datetime:
+    return dt.datetime.fromisoformat(secret["metadata"]["annotations"][NOT_AFTER])
+
+
+def test_live_install_generates_and_an_upgrade_renders_the_same_bytes(cluster: FakeKube) -> None:
+    first = _render_live(cluster)
+    assert "WARNING" not in first
+    assert cluster.state.recorded("GET", f"/api/v1/namespaces/{NAMESPACE}/secrets/{SECRET}")
+    objs = _objects(first)
+    secret = _secret(objs)
+    assert "ca-previous.crt" not in secret["data"]
+    assert _ca_bundle(objs) == _decoded(secret, "ca.crt")
+    leaf = x509.load_pem_x509_certificate(_decoded(secret, "tls.crt"))
+    # the annotation is the certificate's expiry (same second, give or take the render)
+    assert abs((_not_after(secret) - leaf.not_valid_after_utc).total_seconds()) <= 5
+    _store_secret(cluster, secret)
+    assert _render_live(cluster) == first, "an upgrade with a valid certificate changes nothing"
+
+
+def test_rotation_near_expiry_keeps_the_old_ca_in_the_bundle_until_pods_serve_the_new_cert(
+        cluster: FakeKube, tmp_path: Path) -> None:
+    old = _secret(_objects(_render_live(cluster)))
+    # the certificate in the cluster expires in 10 days: inside renewBeforeDays (30)
+    soon = (dt.datetime.now(dt.UTC) + dt.timedelta(days=10)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    old["metadata"]["annotations"][NOT_AFTER] = soon
+    _store_secret(cluster, old)
+
+    rotated_text = _render_live(cluster)
+    objs = _objects(rotated_text)
+    new = _secret(objs)
+    assert _decoded(new, "ca.crt") != _decoded(old, "ca.crt")
+    assert _decoded(new, "ca-previous.crt") == _decoded(old, "ca.crt")
+    bundle = _ca_bundle(objs)
+    assert _pems(bundle) == [_decoded(new, "ca.crt"), _decoded(old, "ca.crt")]
+    assert _not_after(new) > dt.datetime.now(dt.UTC) + dt.timedelta(days=3000)
+
+    # A pod serves the old certificate until the kubelet refreshes the mounted Secret and the
+    # server's reloader picks the new pair up; an aggregator trusting the new caBundle accepts both.
+    with _tls_server(tmp_path, old) as served:
+        assert _handshake(served.port, bundle) == _decoded(old, "tls.crt")
+        with pytest.raises(ssl.SSLCertVerificationError):  # the new CA alone: failed until the switch
+            _handshake(served.port, _decoded(new, "ca.crt"))
+        _mount(served, new)  # the kubelet's update of the Secret volume
+        assert served.reloader.check_now() is True
+        assert _handshake(served.port, bundle) == _decoded(new, "tls.crt")
+        with pytest.raises(ssl.SSLCertVerificationError):  # the old CA alone: failed after it
+            _handshake(served.port, _decoded(old, "ca.crt"))
+
+    # the rotated Secret in the cluster: the next upgrade renders the same bytes (old CA still there)
+    _store_secret(cluster, new)
+    assert _render_live(cluster) == rotated_text
+    # the next rotation (forced here) drops the oldest CA: the bundle holds at most two
+    again = _objects(_render_live(cluster, "tls.generate.reuseExisting=false"))
+    newest = _secret(again)
+    assert _decoded(newest, "ca-previous.crt") == _decoded(new, "ca.crt")
+    assert _pems(_ca_bundle(again)) == [_decoded(newest, "ca.crt"), _decoded(new, "ca.crt")]
+
+
+def test_a_secret_without_the_expiry_annotation_is_reused(cluster: FakeKube) -> None:
+    """A Secret made by an earlier chart version (no annotation) is kept, as that version did."""
+    secret = _secret(_objects(_render_live(cluster)))
+    secret["metadata"]["annotations"] = {}
+    _store_secret(cluster, secret)
+    again = _secret(_objects(_render_live(cluster)))
+    assert again["data"] == secret["data"]
+    assert NOT_AFTER not in again["metadata"].get("annotations", {})
+
+
+def test_existing_secret_mode_reads_the_ca_from_the_secret_with_a_cluster(cluster: FakeKube) -> None:
+    ca = base64.b64encode(b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n").decode()
+    cluster.store.put("", "secrets", {"metadata": {"name": "own-tls", "namespace": NAMESPACE},
+                                      "type": "kubernetes.io/tls", "data": {"ca.crt": ca}})
+    objs = _objects(_render_live(cluster, "tls.mode=existingSecret", "tls.existingSecret.name=own-tls"))
+    assert {api["spec"]["caBundle"] for api in kinds(objs, "APIService")} == {ca}
+    assert not kinds(objs, "Secret")
+    # the value wins over the Secret (GitOps: the caBundle is in Git)
+    objs = _objects(_render_live(cluster, "tls.mode=existingSecret", "tls.existingSecret.name=own-tls",
+                                 "tls.existingSecret.caBundle=Cg=="))
+    assert {api["spec"]["caBundle"] for api in kinds(objs, "APIService")} == {"Cg=="}
+
+
+# ---- real TLS --------------------------------------------------------------------------------------
+
+@dataclass
+class _Served:
+    port: int
+    cert: Path
+    key: Path
+    reloader: CertReloader
+
+
+async def _app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    await send({"type": "http.response.start", "status": 204, "headers": []})
+    await send({"type": "http.response.body", "body": b""})
+
+
+def _mount(served: _Served, secret: dict[str, Any]) -> None:
+    KeyPair(_decoded(secret, "tls.crt"), _decoded(secret, "tls.key")).write(served.cert, served.key)
+
+
+@contextlib.contextmanager
+def _tls_server(directory: Path, secret: dict[str, Any]) -> Iterator[_Served]:
+    """A real uvicorn HTTPS server on the Secret's pair, with the server's certificate reloader."""
+    cert, key = directory / "tls.crt", directory / "tls.key"
+    KeyPair(_decoded(secret, "tls.crt"), _decoded(secret, "tls.key")).write(cert, key)
+    port = free_port()
+    config = uvicorn.Config(_app, host="127.0.0.1", port=port, ssl_certfile=str(cert), ssl_keyfile=str(key),
+                            lifespan="off", ws="none", log_level="warning")
+    config.load()  # builds config.ssl, the context every handshake uses
+    assert isinstance(config.ssl, ssl.SSLContext)
+    with uvicorn_in_thread(config, "gitops-tls"):
+        yield _Served(port, cert, key, CertReloader(config.ssl, cert, key))
+
+
+def _handshake(port: int, trusted_pem: bytes) -> bytes:
+    """The certificate the server presented, verified (chain and the Service DNS name) as the aggregator does."""
+    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cadata=trusted_pem.decode())
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, \
+            ctx.wrap_socket(raw, server_hostname=SERVER_NAME) as tls:
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return x509.load_der_x509_certificate(der).public_bytes(Encoding.PEM)
