@@ -23,12 +23,14 @@ import pytest
 import uvicorn
 import yaml
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from adapter.certs import KeyPair
 from adapter.tlsreload import CertReloader
 from tests.fakekube import DEFAULT_RESOURCES, FakeKube, ResourceDef, Store
 from tests.fakekube.app import FakeKubeState
+from tests.support import x509build
 from tests.support.procs import free_port, uvicorn_in_thread
 
 from .tools import CHART, CI_VALUES, NAMESPACE, RELEASE, helm, kinds, one, run, template_cmd
@@ -187,11 +189,11 @@ def test_rotation_near_expiry_keeps_the_old_ca_in_the_bundle_until_pods_serve_th
 
     # A pod serves the old certificate until the kubelet refreshes the mounted Secret and the
     # server's reloader picks the new pair up; an aggregator trusting the new caBundle accepts both.
-    with _tls_server(tmp_path, old) as served:
+    with _tls_server(tmp_path, _pair(old)) as served:
         assert _handshake(served.port, bundle) == _decoded(old, "tls.crt")
         with pytest.raises(ssl.SSLCertVerificationError):  # the new CA alone: failed until the switch
             _handshake(served.port, _decoded(new, "ca.crt"))
-        _mount(served, new)  # the kubelet's update of the Secret volume
+        _pair(new).write(served.cert, served.key)  # the kubelet's update of the Secret volume
         assert served.reloader.check_now() is True
         assert _handshake(served.port, bundle) == _decoded(new, "tls.crt")
         with pytest.raises(ssl.SSLCertVerificationError):  # the old CA alone: failed after it
@@ -230,6 +232,46 @@ def test_existing_secret_mode_reads_the_ca_from_the_secret_with_a_cluster(cluste
     assert {api["spec"]["caBundle"] for api in kinds(objs, "APIService")} == {"Cg=="}
 
 
+# ---- cert-manager: the CA keeps its key across renewals --------------------------------------------
+
+def test_cert_manager_ca_keeps_its_key_and_the_serving_cert_rotates_its_own() -> None:
+    objs = [d for d in yaml.safe_load_all(run(template_cmd(values=(CI["cert-manager"],))).stdout) if d]
+    ca = one(objs, "Certificate", f"{SVC}-ca")
+    assert ca["spec"]["isCA"] is True
+    assert ca["spec"]["privateKey"]["rotationPolicy"] == "Never"
+    assert one(objs, "Certificate", SVC)["spec"]["privateKey"]["rotationPolicy"] == "Always"
+
+
+def test_a_ca_renewed_with_the_same_key_trusts_certificates_from_before_and_after(tmp_path: Path) -> None:
+    """What cert-manager does at the CA's renewal with rotationPolicy Never, over real TLS: the caBundle
+    the injector writes (the old or the renewed CA) verifies the serving certificate of either side.
+    With a new key (rotationPolicy Always) the old serving certificate fails against the renewed CA."""
+    ca_ku = x509build.key_usage(cert_sign=True, digital_signature=True, key_encipherment=True)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_before = x509build.make(f"{SVC}-ca", ca=True, ku=ca_ku, key=ca_key)
+    ca_renewed = x509build.make(f"{SVC}-ca", ca=True, ku=ca_ku, key=ca_key,
+                                not_after=x509build.NOW + dt.timedelta(days=3650))
+    ca_new_key = x509build.make(f"{SVC}-ca", ca=True, ku=ca_ku)
+    assert ca_renewed.cert.serial_number != ca_before.cert.serial_number
+    san = (x509.SubjectAlternativeName([x509.DNSName(SERVER_NAME)]), False)
+    leaf_before = x509build.make(SERVER_NAME, ca_before, extra=(san,))
+    leaf_after = x509build.make(SERVER_NAME, ca_renewed, extra=(san,))
+
+    def served(leaf: x509build.Issued, name: str) -> KeyPair:
+        crt, key = leaf.write(tmp_path / name, "tls")
+        return KeyPair(crt.read_bytes(), key.read_bytes())
+
+    with _tls_server(tmp_path / "pod", served(leaf_before, "before")) as pod:
+        for ca in (ca_before, ca_renewed):
+            assert _handshake(pod.port, ca.pem) == leaf_before.pem
+        with pytest.raises(ssl.SSLCertVerificationError):
+            _handshake(pod.port, ca_new_key.pem)
+        served(leaf_after, "after").write(pod.cert, pod.key)
+        assert pod.reloader.check_now() is True
+        for ca in (ca_before, ca_renewed):
+            assert _handshake(pod.port, ca.pem) == leaf_after.pem
+
+
 # ---- real TLS --------------------------------------------------------------------------------------
 
 @dataclass
@@ -245,15 +287,15 @@ async def _app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": b""})
 
 
-def _mount(served: _Served, secret: dict[str, Any]) -> None:
-    KeyPair(_decoded(secret, "tls.crt"), _decoded(secret, "tls.key")).write(served.cert, served.key)
+def _pair(secret: dict[str, Any]) -> KeyPair:
+    return KeyPair(_decoded(secret, "tls.crt"), _decoded(secret, "tls.key"))
 
 
 @contextlib.contextmanager
-def _tls_server(directory: Path, secret: dict[str, Any]) -> Iterator[_Served]:
-    """A real uvicorn HTTPS server on the Secret's pair, with the server's certificate reloader."""
+def _tls_server(directory: Path, pair: KeyPair) -> Iterator[_Served]:
+    """A real uvicorn HTTPS server on the pair, with the server's certificate reloader."""
     cert, key = directory / "tls.crt", directory / "tls.key"
-    KeyPair(_decoded(secret, "tls.crt"), _decoded(secret, "tls.key")).write(cert, key)
+    pair.write(cert, key)
     port = free_port()
     config = uvicorn.Config(_app, host="127.0.0.1", port=port, ssl_certfile=str(cert), ssl_keyfile=str(key),
                             lifespan="off", ws="none", log_level="warning")
