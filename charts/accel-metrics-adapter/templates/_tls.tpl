@@ -24,7 +24,7 @@ tls.mode=generate: the serving Secret's content and the caBundle, as JSON
 {{- $gen := .Values.tls.generate }}
 {{- $live := eq (include "accel-metrics-adapter.clusterVisible" .) "true" }}
 {{- if and (not $live) (not $gen.allowTemplate) }}
-{{- fail "tls.mode=generate needs the cluster at render time, and none is visible (helm template, helm install --dry-run, Argo CD or Flux): every such render would make a new CA and certificate, so a GitOps tool would never be in sync. For GitOps use tls.mode=certManager (cert-manager issues and renews the certificate) or tls.mode=existingSecret (a Secret you provide). To preview an install use helm install --dry-run=server; to render a throw-away certificate anyway set tls.generate.allowTemplate=true." }}
+{{- fail "tls.mode=generate needs the cluster at render time, and none is visible (helm template, helm install --dry-run, Argo CD, any offline render): every such render would make a new CA and certificate, so a GitOps tool would never be in sync. For GitOps use tls.mode=certManager (cert-manager issues and renews the certificate) or tls.mode=existingSecret (a Secret you provide). To preview an install use helm install --dry-run=server; to render a throw-away certificate anyway set tls.generate.allowTemplate=true." }}
 {{- end }}
 {{- $validity := int $gen.validityDays }}
 {{- $renewBefore := int $gen.renewBeforeDays }}
