@@ -170,6 +170,17 @@ def test_live_install_generates_and_an_upgrade_renders_the_same_bytes(cluster: F
     assert _render_live(cluster) == first, "an upgrade with a valid certificate changes nothing"
 
 
+def test_a_server_side_dry_run_install_sees_the_cluster(cluster: FakeKube) -> None:
+    """What the refusal message recommends for a preview: helm install --dry-run=server."""
+    r = run([helm(), "install", RELEASE, str(CHART), "--namespace", NAMESPACE, "--dry-run=server",
+             "--disable-openapi-validation", "--kubeconfig", str(cluster.kubeconfig)])
+    assert r.returncode == 0, r.stderr
+    manifest, notes = r.stdout.split("NOTES:", 1)
+    assert "kind: Secret" in manifest and "WARNING" not in manifest
+    assert "WARNING: tls.mode=generate" not in notes
+    assert not cluster.state.recorded("POST") and not cluster.state.recorded("PUT")
+
+
 def test_rotation_near_expiry_keeps_the_old_ca_in_the_bundle_until_pods_serve_the_new_cert(
         cluster: FakeKube, tmp_path: Path) -> None:
     old = _secret(_objects(_render_live(cluster)))
@@ -207,6 +218,24 @@ def test_rotation_near_expiry_keeps_the_old_ca_in_the_bundle_until_pods_serve_th
     newest = _secret(again)
     assert _decoded(newest, "ca-previous.crt") == _decoded(new, "ca.crt")
     assert _pems(_ca_bundle(again)) == [_decoded(newest, "ca.crt"), _decoded(new, "ca.crt")]
+
+
+@pytest.mark.parametrize(("not_after", "rotates"), [
+    (dt.timedelta(days=31), False),   # valid for more than renewBeforeDays (30): kept
+    (dt.timedelta(days=29), True),    # inside the window
+    (dt.timedelta(days=-1), True),    # already expired
+    ("next tuesday", True),           # an annotation that is not a date: treated as expired
+], ids=["31d", "29d", "expired", "garbled"])
+def test_rotation_starts_renew_before_days_ahead(cluster: FakeKube, not_after: dt.timedelta | str,
+                                                  rotates: bool) -> None:
+    secret = _secret(_objects(_render_live(cluster)))
+    if isinstance(not_after, dt.timedelta):
+        not_after = (dt.datetime.now(dt.UTC) + not_after).strftime("%Y-%m-%dT%H:%M:%SZ")
+    secret["metadata"]["annotations"][NOT_AFTER] = not_after
+    _store_secret(cluster, secret)
+    again = _secret(_objects(_render_live(cluster)))
+    assert (again["data"]["ca.crt"] != secret["data"]["ca.crt"]) is rotates
+    assert ("ca-previous.crt" in again["data"]) is rotates
 
 
 def test_a_secret_without_the_expiry_annotation_is_reused(cluster: FakeKube) -> None:

@@ -64,7 +64,11 @@ tls.mode=generate: the serving Secret's content and the caBundle, as JSON
 {{- $until := now | dateModify (printf "+%dh" (mul $validity 24)) }}
 {{- $_ = set $out "notAfter" (dateInZone "2006-01-02T15:04:05Z07:00" $until "UTC") }}
 {{- end }}
-{{- $_ := set $out "caBundle" (printf "%s%s" (b64dec $out.ca) (b64dec $out.previous) | b64enc) }}
+{{- $bundle := printf "%s\n" (b64dec $out.ca | trimSuffix "\n") }}
+{{- with $out.previous }}
+{{- $bundle = printf "%s%s\n" $bundle (b64dec . | trimSuffix "\n") }}
+{{- end }}
+{{- $_ := set $out "caBundle" ($bundle | b64enc) }}
 {{- toJson $out }}
 {{- end }}
 
