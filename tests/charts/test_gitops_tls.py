@@ -10,28 +10,23 @@ handshakes against the server's certificate reloader.
 from __future__ import annotations
 
 import base64
-import contextlib
 import datetime as dt
-import socket
 import ssl
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from adapter.certs import KeyPair
-from adapter.tlsreload import CertReloader
 from tests.fakekube import DEFAULT_RESOURCES, FakeKube, ResourceDef, Store
 from tests.fakekube.app import FakeKubeState
 from tests.support import x509build
-from tests.support.procs import free_port, uvicorn_in_thread
+from tests.support.servingtls import handshake, serving
 
 from .tools import CHART, CI_VALUES, NAMESPACE, RELEASE, helm, kinds, one, run, template_cmd
 
@@ -151,6 +146,10 @@ def _decoded(secret: dict[str, Any], key: str) -> bytes:
     return base64.b64decode(secret["data"][key])
 
 
+def _pair(secret: dict[str, Any]) -> KeyPair:
+    return KeyPair(_decoded(secret, "tls.crt"), _decoded(secret, "tls.key"))
+
+
 def _not_after(secret: dict[str, Any]) -> dt.datetime:
     return dt.datetime.fromisoformat(secret["metadata"]["annotations"][NOT_AFTER])
 
@@ -200,15 +199,15 @@ def test_rotation_near_expiry_keeps_the_old_ca_in_the_bundle_until_pods_serve_th
 
     # A pod serves the old certificate until the kubelet refreshes the mounted Secret and the
     # server's reloader picks the new pair up; an aggregator trusting the new caBundle accepts both.
-    with _tls_server(tmp_path, _pair(old)) as served:
-        assert _handshake(served.port, bundle) == _decoded(old, "tls.crt")
+    with serving(tmp_path, _pair(old)) as served:
+        assert handshake(served.port, bundle, SERVER_NAME) == _decoded(old, "tls.crt")
         with pytest.raises(ssl.SSLCertVerificationError):  # the new CA alone: failed until the switch
-            _handshake(served.port, _decoded(new, "ca.crt"))
+            handshake(served.port, _decoded(new, "ca.crt"), SERVER_NAME)
         _pair(new).write(served.cert, served.key)  # the kubelet's update of the Secret volume
         assert served.reloader.check_now() is True
-        assert _handshake(served.port, bundle) == _decoded(new, "tls.crt")
+        assert handshake(served.port, bundle, SERVER_NAME) == _decoded(new, "tls.crt")
         with pytest.raises(ssl.SSLCertVerificationError):  # the old CA alone: failed after it
-            _handshake(served.port, _decoded(old, "ca.crt"))
+            handshake(served.port, _decoded(old, "ca.crt"), SERVER_NAME)
 
     # the rotated Secret in the cluster: the next upgrade renders the same bytes (old CA still there)
     _store_secret(cluster, new)
@@ -290,55 +289,12 @@ def test_a_ca_renewed_with_the_same_key_trusts_certificates_from_before_and_afte
         crt, key = leaf.write(tmp_path / name, "tls")
         return KeyPair(crt.read_bytes(), key.read_bytes())
 
-    with _tls_server(tmp_path / "pod", served(leaf_before, "before")) as pod:
+    with serving(tmp_path / "pod", served(leaf_before, "before")) as pod:
         for ca in (ca_before, ca_renewed):
-            assert _handshake(pod.port, ca.pem) == leaf_before.pem
+            assert handshake(pod.port, ca.pem, SERVER_NAME) == leaf_before.pem
         with pytest.raises(ssl.SSLCertVerificationError):
-            _handshake(pod.port, ca_new_key.pem)
+            handshake(pod.port, ca_new_key.pem, SERVER_NAME)
         served(leaf_after, "after").write(pod.cert, pod.key)
         assert pod.reloader.check_now() is True
         for ca in (ca_before, ca_renewed):
-            assert _handshake(pod.port, ca.pem) == leaf_after.pem
-
-
-# ---- real TLS --------------------------------------------------------------------------------------
-
-@dataclass
-class _Served:
-    port: int
-    cert: Path
-    key: Path
-    reloader: CertReloader
-
-
-async def _app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    await send({"type": "http.response.start", "status": 204, "headers": []})
-    await send({"type": "http.response.body", "body": b""})
-
-
-def _pair(secret: dict[str, Any]) -> KeyPair:
-    return KeyPair(_decoded(secret, "tls.crt"), _decoded(secret, "tls.key"))
-
-
-@contextlib.contextmanager
-def _tls_server(directory: Path, pair: KeyPair) -> Iterator[_Served]:
-    """A real uvicorn HTTPS server on the pair, with the server's certificate reloader."""
-    cert, key = directory / "tls.crt", directory / "tls.key"
-    pair.write(cert, key)
-    port = free_port()
-    config = uvicorn.Config(_app, host="127.0.0.1", port=port, ssl_certfile=str(cert), ssl_keyfile=str(key),
-                            lifespan="off", ws="none", log_level="warning")
-    config.load()  # builds config.ssl, the context every handshake uses
-    assert isinstance(config.ssl, ssl.SSLContext)
-    with uvicorn_in_thread(config, "gitops-tls"):
-        yield _Served(port, cert, key, CertReloader(config.ssl, cert, key))
-
-
-def _handshake(port: int, trusted_pem: bytes) -> bytes:
-    """The certificate the server presented, verified (chain and the Service DNS name) as the aggregator does."""
-    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cadata=trusted_pem.decode())
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, \
-            ctx.wrap_socket(raw, server_hostname=SERVER_NAME) as tls:
-        der = tls.getpeercert(binary_form=True)
-    assert der is not None
-    return x509.load_der_x509_certificate(der).public_bytes(Encoding.PEM)
+            assert handshake(pod.port, ca.pem, SERVER_NAME) == leaf_after.pem
