@@ -468,6 +468,12 @@ def test_names_fit_in_63_characters_for_a_long_release() -> None:
     (("logging.level=trace",), "logging/level"),
     (("prometheus.url=prometheus:9090",), "prometheus/url"),
     (("extraArgs={serve}",), "extraArgs"),
+    (("tls.generate.renewBeforeDays=0",), "renewBeforeDays"),
+    (("server.idleTimeout=0s",), "server/idleTimeout"),
+    (("server.readHeaderTimeout=0ms",), "server/readHeaderTimeout"),
+    (("server.readHeaderTimeout=soon",), "server/readHeaderTimeout"),
+    (("server.maxHeaderBytes=1000",), "server/maxHeaderBytes"),
+    (("server.maxConnections=10",), "maxConnections"),
 ])
 def test_values_schema_rejects(sets: tuple[str, ...], message: str) -> None:
     r = run(template_cmd(sets=sets))
