@@ -48,6 +48,7 @@ CHART_RESOURCES = DEFAULT_RESOURCES + (
                 "clusterrolebinding", False),
     ResourceDef("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding", "rolebinding", True),
     ResourceDef("apiregistration.k8s.io", "v1", "apiservices", "APIService", "apiservice", False),
+    ResourceDef("monitoring.coreos.com", "v1", "servicemonitors", "ServiceMonitor", "servicemonitor", True),
 )
 
 
@@ -161,7 +162,7 @@ def test_live_install_generates_and_an_upgrade_renders_the_same_bytes(cluster: F
     objs = _objects(first)
     secret = _secret(objs)
     assert "ca-previous.crt" not in secret["data"]
-    assert _ca_bundle(objs) == _decoded(secret, "ca.crt")
+    assert _ca_bundle(objs) == _decoded(secret, "ca.crt") == _decoded(secret, "ca-bundle.crt")
     leaf = x509.load_pem_x509_certificate(_decoded(secret, "tls.crt"))
     # the annotation is the certificate's expiry (same second, give or take the render)
     assert abs((_not_after(secret) - leaf.not_valid_after_utc).total_seconds()) <= 5
@@ -188,13 +189,17 @@ def test_rotation_near_expiry_keeps_the_old_ca_in_the_bundle_until_pods_serve_th
     old["metadata"]["annotations"][NOT_AFTER] = soon
     _store_secret(cluster, old)
 
-    rotated_text = _render_live(cluster)
+    rotated_text = _render_live(cluster, "serviceMonitor.enabled=true")
     objs = _objects(rotated_text)
     new = _secret(objs)
     assert _decoded(new, "ca.crt") != _decoded(old, "ca.crt")
     assert _decoded(new, "ca-previous.crt") == _decoded(old, "ca.crt")
     bundle = _ca_bundle(objs)
     assert _pems(bundle) == [_decoded(new, "ca.crt"), _decoded(old, "ca.crt")]
+    # Prometheus scrapes through the same overlap: its CA file is the Secret's copy of the caBundle
+    assert _decoded(new, "ca-bundle.crt") == bundle
+    scrape_ca = one(objs, "ServiceMonitor")["spec"]["endpoints"][0]["tlsConfig"]["ca"]["secret"]
+    assert scrape_ca == {"name": SECRET, "key": "ca-bundle.crt"}
     assert _not_after(new) > dt.datetime.now(dt.UTC) + dt.timedelta(days=3000)
 
     # A pod serves the old certificate until the kubelet refreshes the mounted Secret and the
@@ -211,7 +216,7 @@ def test_rotation_near_expiry_keeps_the_old_ca_in_the_bundle_until_pods_serve_th
 
     # the rotated Secret in the cluster: the next upgrade renders the same bytes (old CA still there)
     _store_secret(cluster, new)
-    assert _render_live(cluster) == rotated_text
+    assert _render_live(cluster, "serviceMonitor.enabled=true") == rotated_text
     # the next rotation (forced here) drops the oldest CA: the bundle holds at most two
     again = _objects(_render_live(cluster, "tls.generate.reuseExisting=false"))
     newest = _secret(again)
