@@ -134,7 +134,7 @@ class Reloader(Generic[C]):
             except ConfigError as e:
                 return self._failed(reason, str(e))
             if fingerprint == self.fingerprint:
-                log.debug("rules reload: unchanged", extra={"reason": reason})
+                log.info("rules reload: unchanged, nothing to do", extra={"reason": reason})
                 return True
             try:
                 core = self._build(rules)

@@ -15,8 +15,8 @@ import logging
 import os
 import signal
 from collections.abc import Callable, Coroutine
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger(__name__)
 
