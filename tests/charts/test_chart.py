@@ -259,12 +259,13 @@ def test_args_are_the_servers_flags(values: Path) -> None:
     assert "serve" not in args, "the image ENTRYPOINT already says serve"
     assert "command" not in pod["containers"][0]
     parsed = build_parser(argparse.ArgumentParser(exit_on_error=False)).parse_args(args)  # unknown flag: error
-    assert parsed.config == "/etc/accel-adapter/config.yaml"
+    assert parsed.config == "/etc/accel-adapter/rules/config.yaml"
     assert parsed.secure_port == 6443
     assert (parsed.tls_cert_file, parsed.tls_private_key_file) == (
         "/etc/accel-adapter/tls/tls.crt", "/etc/accel-adapter/tls/tls.key")
     mounts = {m["mountPath"]: m for m in pod["containers"][0]["volumeMounts"]}
-    assert mounts["/etc/accel-adapter/config.yaml"]["subPath"] == "config.yaml"
+    # the ConfigMap's directory: a subPath mount would never see a change of the rules (no reload)
+    assert "subPath" not in mounts["/etc/accel-adapter/rules"]
     assert "/etc/accel-adapter/tls" in mounts
     # every file flag points into a mounted volume
     for flag in ("prometheus_token_file", "prometheus_ca_file", "prometheus_client_tls_cert_file",
