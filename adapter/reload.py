@@ -52,8 +52,9 @@ class RuleSource:
     presets: tuple[str, ...] = ()
     extra: ExtraRules = field(default=no_extra_rules)
 
-    def read(self) -> tuple[str, LoadedRules]:
+    def read(self, extra: tuple[SourcedRule, ...] | None = None) -> tuple[str, LoadedRules]:
         """(fingerprint of the inputs, the rules loaded and validated); ConfigError naming file/rule/field.
+        ``extra``: the extra rules, already read (default: read them here).
 
         The file's bytes are hashed before they are parsed: should the file change in between, the
         fingerprint is the older one and the next check reloads again (never the reverse)."""
@@ -64,7 +65,8 @@ class RuleSource:
             except OSError as e:
                 raise ConfigError(f"{self.config}: cannot read: {e.strerror}") from e
         h.update(repr(self.presets).encode())
-        extra = self.extra()
+        if extra is None:
+            extra = self.extra()
         for r in extra:
             h.update(f"\0{r.source}\0{r.list_name}\0{r.index}\0".encode())
             h.update(r.rule.model_dump_json(by_alias=True).encode())
@@ -130,30 +132,29 @@ class Reloader(Generic[C]):
         rules stay because the new ones are not valid (or the new core could not be built)."""
         async with self._lock:
             try:
-                fingerprint, rules = self.source.read()
-            except ConfigError as e:
-                return self._failed(reason, str(e))
-            if fingerprint == self.fingerprint:
-                log.info("rules reload: unchanged, nothing to do", extra={"reason": reason})
-                return True
-            try:
-                core = self._build(rules)
+                return await self._reload(reason)
             except ConfigError as e:
                 return self._failed(reason, str(e))
             except Exception as e:
-                log.exception("rules reload: building the new rules failed unexpectedly")
+                log.exception("rules reload: unexpected error")
                 return self._failed(reason, f"unexpected {type(e).__name__}: {e}")
-            try:
-                core.relister.adopt(self.serving.core.relister)
-                await core.relister.update_now()
-            except BaseException as e:
-                core.close()
-                if not isinstance(e, Exception):
-                    raise
-                log.exception("rules reload: series discovery of the new rules failed unexpectedly")
-                return self._failed(reason, f"unexpected {type(e).__name__}: {e}")
-            self._swap(core, fingerprint, reason, rules)
+
+    async def _reload(self, reason: str) -> bool:
+        # parsing and compiling (~0.1 s with every preset) run on a worker thread, so requests are
+        # answered meanwhile; the extra rules are read here, on the event loop that maintains them
+        fingerprint, rules = await asyncio.to_thread(self.source.read, self.source.extra())
+        if fingerprint == self.fingerprint:
+            log.info("rules reload: unchanged, nothing to do", extra={"reason": reason})
             return True
+        core = await asyncio.to_thread(self._build, rules)
+        try:
+            core.relister.adopt(self.serving.core.relister)
+            await core.relister.update_now()
+        except BaseException:
+            core.close()
+            raise
+        self._swap(core, fingerprint, reason, rules)
+        return True
 
     def _failed(self, reason: str, error: str) -> bool:
         self._metrics.config_loaded(False)

@@ -227,3 +227,23 @@ def test_rule_source_loads_presets_and_file(tmp_path: Path) -> None:
     assert isinstance(rules, LoadedRules) and rules.presets == ("vllm",)
     assert rules.rules[-1].source == str(cfg)
     assert fp != RuleSource(cfg).read()[0]  # the presets are part of the fingerprint
+
+
+def test_a_failing_extra_rule_source_keeps_the_current_core(tmp_path: Path) -> None:
+    broken = [False]
+
+    def extra_rules() -> tuple[SourcedRule, ...]:
+        if broken[0]:
+            raise RuntimeError("watch cache not synced")
+        return ()
+    _, built = stack(tmp_path, rules_file("a"), extra_rules=extra_rules)
+
+    async def go() -> None:
+        core = built.core
+        broken[0] = True
+        assert not await built.reloader.reload("MetricRule changed")
+        assert built.core is core
+        await built.reloader.stop()
+    asyncio.run(go())
+    assert reloads(built, "failure") == 1
+    assert value(built, "accel_adapter_config_last_reload_successful") == 0
