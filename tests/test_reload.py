@@ -15,11 +15,13 @@ import pytest
 from prometheus_client import CollectorRegistry
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from adapter.errors import Unavailable
+from adapter.naming.resources import StaticResourceMapper
 from adapter.observability import Metrics
 from adapter.provider.discovery import Relister
 from adapter.reload import Reloader, RuleSource
 from adapter.rules import LoadedRules, SourcedRule, parse_rules_text
-from adapter.server import Built, build
+from adapter.server import Built, build, compile_rules
 from adapter.settings import Settings
 from adapter.swap import Swappable
 from tests.support.procs import free_port
@@ -247,3 +249,31 @@ def test_a_failing_extra_rule_source_keeps_the_current_core(tmp_path: Path) -> N
     asyncio.run(go())
     assert reloads(built, "failure") == 1
     assert value(built, "accel_adapter_config_last_reload_successful") == 0
+
+
+def test_a_new_core_starts_from_the_last_good_series_of_shared_series_queries() -> None:
+    """Prometheus failing during a reload's discovery: a seriesQuery both rule sets share keeps its series."""
+    def namers(text: str) -> list[Any]:
+        return compile_rules(load(text), StaticResourceMapper())[0]
+
+    def load(text: str) -> LoadedRules:
+        rf = parse_rules_text(text, "rules.yaml")
+        return LoadedRules(tuple(SourcedRule(r, "rules.yaml", "rules", i) for i, r in enumerate(rf.rules)), (), ())
+    series = [{"__name__": "gpu_util", "namespace": "ns1", "pod": "p1"}]
+
+    async def up(_q: str, _age: float) -> list[dict[str, str]]:
+        return series
+
+    async def down(_q: str, _age: float) -> list[dict[str, str]]:
+        raise Unavailable("Prometheus is unreachable")
+
+    async def go() -> None:
+        old = Relister(namers(rules_file("a")), [], up, 60.0, 60.0)
+        await old.update_now()
+        new = Relister(namers(rules_file("a", "b")), [], down, 60.0, 60.0)
+        new.adopt(old)
+        index = await new.update_now()
+        assert {m for (_, _, m) in index.custom} >= {"a", "b"}  # the same seriesQuery: both named from it
+        fresh = Relister(namers(rules_file("a")), [], down, 60.0, 60.0)
+        assert not (await fresh.update_now()).custom  # without adopt: nothing
+    asyncio.run(go())
