@@ -115,14 +115,6 @@ class Built:
         return self.core.backend
 
     @property
-    def runner(self) -> QueryRunner:
-        return self.core.runner
-
-    @property
-    def rules(self) -> LoadedRules:
-        return self.core.rules
-
-    @property
     def explainer(self) -> Explainer:
         return self.core.explainer
 

@@ -1,5 +1,5 @@
 """What starts a rules reload: the polled ``--config`` file (a ConfigMap's ``..data`` symlink swap, an
-in-place write, a file that disappears and comes back), SIGHUP, and the ``--config-reload-interval`` flag."""
+in-place write, a file that disappears and comes back), SIGHUP."""
 
 from __future__ import annotations
 
@@ -8,11 +8,7 @@ import os
 import signal
 from pathlib import Path
 
-import pytest
-
-from adapter.errors import ConfigError
 from adapter.rulewatch import ConfigWatcher, observe, reload_on_sighup
-from adapter.settings import parse
 
 
 class Calls:
@@ -98,18 +94,3 @@ def test_sighup_asks_for_a_reload() -> None:
             remove()
     asyncio.run(go())
     assert calls.reasons == ["SIGHUP"]
-
-
-@pytest.fixture
-def rules(tmp_path: Path) -> str:
-    f = tmp_path / "c.yaml"
-    f.write_text("rules: []")
-    return str(f)
-
-
-def test_reload_interval_flag(rules: str) -> None:
-    assert parse(["--config", rules], env={}).config_reload_interval == 5
-    assert parse(["--config", rules, "--config-reload-interval", "0"], env={}).config_reload_interval == 0
-    assert parse(["--config", rules], env={"ADAPTER_CONFIG_RELOAD_INTERVAL": "1m"}).config_reload_interval == 60
-    with pytest.raises(ConfigError, match="--config-reload-interval: must not be negative"):
-        parse(["--config", rules, "--config-reload-interval", "-1"], env={})
