@@ -167,6 +167,8 @@ class Reloader(Generic[C]):
         self.reloads += 1
         previous, self._relist = self._relist, asyncio.create_task(core.relister.run(first_now=False),
                                                                    name="relist")
+        if previous is not None:
+            previous.cancel()  # now: the old discovery must not report its index after the swap
         task = asyncio.create_task(self._retire(old, previous, set(core.rule_ids())), name="retire-rules")
         self._retiring.add(task)
         task.add_done_callback(self._retiring.discard)

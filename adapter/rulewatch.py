@@ -77,7 +77,11 @@ def reload_on_sighup(reload: Reload) -> Callable[[], None]:
         pending.add(task)
         task.add_done_callback(pending.discard)
 
-    loop.add_signal_handler(signal.SIGHUP, on_signal)
+    try:
+        loop.add_signal_handler(signal.SIGHUP, on_signal)
+    except (ValueError, RuntimeError, NotImplementedError) as e:  # not the main thread (embedded), or no signals
+        log.warning("SIGHUP cannot be handled here (%s); the rules file is still watched", e)
+        return lambda: None
 
     def remove() -> None:
         loop.remove_signal_handler(signal.SIGHUP)

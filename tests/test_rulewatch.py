@@ -6,7 +6,10 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import threading
 from pathlib import Path
+
+import pytest
 
 from adapter.rulewatch import ConfigWatcher, observe, reload_on_sighup
 
@@ -94,3 +97,19 @@ def test_sighup_asks_for_a_reload() -> None:
             remove()
     asyncio.run(go())
     assert calls.reasons == ["SIGHUP"]
+
+
+def test_sighup_off_the_main_thread_is_a_warning_not_a_crash(caplog: pytest.LogCaptureFixture) -> None:
+    """An embedded server (an event loop on another thread) cannot take signals; it still serves."""
+    done: list[bool] = []
+
+    def in_thread() -> None:
+        async def go() -> None:
+            reload_on_sighup(Calls())()
+            done.append(True)
+        asyncio.run(go())
+    t = threading.Thread(target=in_thread)
+    t.start()
+    t.join(timeout=30)
+    assert done == [True]
+    assert any("SIGHUP cannot be handled here" in r.getMessage() for r in caplog.records)
