@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -181,6 +182,7 @@ class Reloader(Generic[C]):
     async def _retire(self, old: Generation[C], relist: asyncio.Task[None] | None,
                       kept: set[tuple[str, str]]) -> None:
         """Stop the old core's discovery, then close it once its requests in flight have answered."""
+        inflight, start = old.inflight, time.perf_counter()
         await _cancel(relist)
         self._metrics.rules_retired(set(old.core.rule_ids()) - kept)
         try:
@@ -189,6 +191,8 @@ class Reloader(Generic[C]):
                             "closing its backends anyway", self._drain_timeout, extra={"inflight": old.inflight})
         finally:
             old.core.close()
+        log.info("previous rules closed", extra={"requests_in_flight_at_swap": inflight,
+                                                 "drain_seconds": round(time.perf_counter() - start, 3)})
 
     async def _stop_relist(self) -> None:
         task, self._relist = self._relist, None
