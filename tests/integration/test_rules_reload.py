@@ -28,6 +28,7 @@ from tests.support.stack import exporter_and_prometheus, get_ok
 CM2 = "/apis/custom.metrics.k8s.io/v1beta2"
 P1 = f"{CM2}/namespaces/ns1/pods/p1/gpu_utilization"  # served by every version of the file
 PEAK = f"{CM2}/namespaces/ns1/pods/p1/gpu_peak"  # added by a reload (p1: gpu 0 at 80, gpu 1 at 90)
+QUEUE = "/apis/external.metrics.k8s.io/v1beta1/namespaces/ns1/queue_depth"  # an external metric
 SUCCESS = "accel_adapter_config_reloads_total"
 
 
@@ -79,11 +80,11 @@ class ConfigMapDir:
 
 
 class Hammer:
-    """Threads GETting one path over kept-alive connections until stopped; every answer's status kept."""
+    """Threads GETting paths in turn over kept-alive connections until stopped; every answer's status kept."""
 
-    def __init__(self, url: str, path: str, threads: int = 2, limit: int = 20_000) -> None:
+    def __init__(self, url: str, paths: list[str], threads: int = 2, limit: int = 20_000) -> None:
         self.host, self.port = url.removeprefix("https://").split(":")
-        self.path = path
+        self.paths = paths
         self.limit = limit
         self.statuses: list[int | str] = []
         self._stop = threading.Event()
@@ -94,12 +95,14 @@ class Hammer:
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
         conn = http.client.HTTPSConnection(self.host, int(self.port), context=ctx, timeout=60)
-        while not self._stop.is_set() and len(self.statuses) < self.limit:
+        for path in itertools.cycle(self.paths):
+            if self._stop.is_set() or len(self.statuses) >= self.limit:
+                break
             try:
-                conn.request("GET", self.path)
+                conn.request("GET", path)
                 resp = conn.getresponse()
                 resp.read()
-                self.statuses.append(resp.status)
+                self.statuses.append(resp.status if resp.status == 200 else f"{resp.status} {path}")
             except (OSError, http.client.HTTPException) as e:
                 self.statuses.append(f"{type(e).__name__}: {e}")
                 conn.close()
@@ -156,8 +159,8 @@ def test_rules_swapped_under_load_no_request_fails(tmp_path: Path, prom: Prometh
         assert ad.metric("accel_adapter_config_last_reload_successful") == 1  # the initial load
         stamp = ad.metric("accel_adapter_config_last_reload_success_timestamp_seconds")
         assert stamp is not None and stamp > 0
-        assert value(ad, P1) == "85"
-        hammer = Hammer(ad.url, P1)
+        assert value(ad, P1) == "85" and get_ok(ad, QUEUE)["items"]
+        hammer = Hammer(ad.url, [P1, CM2, QUEUE])
         with hammer.running():
             hammer.wait_for_more(20)
             versions = [(peak_rule("max"), "90"), (peak_rule("min"), "80"), ("", None), (peak_rule("max"), "90")]
