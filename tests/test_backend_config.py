@@ -19,6 +19,7 @@ from adapter.errors import ConfigError
 from adapter.model import DEFAULT_BACKEND, DEFAULT_TARGET, Target
 from adapter.naming.query import MetricNamer
 from adapter.naming.resources import StaticResourceMapper
+from adapter.reload import RuleSource
 from adapter.rules import load_rules, parse_rules_text
 
 RULE = """- seriesQuery: 'up{namespace!="",pod!=""}'
@@ -194,3 +195,10 @@ def test_a_sigv4_entry_without_aws_credentials_fails_at_start_naming_the_entry(
                           "rules.yaml")
     with pytest.raises(ConfigError, match=r"^backends: 'amp': --prometheus-auth sigv4: no AWS credentials found"):
         Backends({DEFAULT_BACKEND: PrometheusConfig(url="http://127.0.0.1:9"), "amp": spec_config(rf.backends[0], 10)})
+
+
+def test_a_reload_reads_the_backends_with_the_rules(tmp_path: Path) -> None:
+    cfg = tmp_path / "rules.yaml"
+    cfg.write_text(f"backends: [{{name: vm, url: 'http://vm:8428'}}]\nrules:\n{RULE}  backend: vm\n")
+    _, loaded = RuleSource(cfg).read()
+    assert [b.name for b in loaded.backends] == ["vm"] and loaded.rules[0].backend == "vm"
