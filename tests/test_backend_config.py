@@ -4,7 +4,6 @@ ConfigError naming the file, never another exception."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +12,6 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from adapter.backends.prometheus import PrometheusConfig
-from adapter.backends.router import Backends, spec_config
 from adapter.errors import ConfigError
 from adapter.model import DEFAULT_BACKEND, DEFAULT_TARGET, Target
 from adapter.naming.query import MetricNamer
@@ -179,22 +176,6 @@ def test_any_backends_block_loads_or_names_the_file(backends: Any, refs: list[An
     names = [b.name for b in rf.backends]
     assert len(set(names)) == len(names) and DEFAULT_BACKEND not in names
     assert all(r.backend in (None, DEFAULT_BACKEND, *names) for r in rf.rules)
-
-
-def test_a_sigv4_entry_without_aws_credentials_fails_at_start_naming_the_entry(
-        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-
-
-    for name in list(os.environ):
-        if name.startswith("AWS_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    rf = parse_rules_text("backends: [{name: amp, url: 'https://aps.example/ws', auth: {sigv4: {region: us-east-1}}}]",
-                          "rules.yaml")
-    with pytest.raises(ConfigError, match=r"^backends: 'amp': --prometheus-auth sigv4: no AWS credentials found"):
-        Backends({DEFAULT_BACKEND: PrometheusConfig(url="http://127.0.0.1:9"), "amp": spec_config(rf.backends[0], 10)})
 
 
 def test_a_reload_reads_the_backends_with_the_rules(tmp_path: Path) -> None:

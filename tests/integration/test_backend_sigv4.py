@@ -7,6 +7,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from adapter.backends.prometheus import PrometheusConfig
+from adapter.backends.router import Backends, spec_config
+from adapter.errors import ConfigError
+from adapter.model import DEFAULT_BACKEND
+from adapter.rules import parse_rules_text
 from tests.integration.test_amp_sigv4 import REGION, STATIC, _static, _static_env, no_ambient_aws, prom
 from tests.support.adapter import adapter
 from tests.support.prometheus import Prometheus
@@ -14,7 +21,7 @@ from tests.support.proxy import counting_proxy
 from tests.support.sigv4verify import sigv4_proxy
 from tests.support.stack import get_ok
 
-__all__ = ["no_ambient_aws", "prom"]  # the AMP tests' fixtures, used here too
+__all__ = ["no_ambient_aws", "prom"]  # the AMP tests' fixtures, used here too (no ambient AWS set-up: autouse)
 
 CM2 = "/apis/custom.metrics.k8s.io/v1beta2/namespaces/ns1/pods/p1"
 
@@ -47,3 +54,10 @@ rules:
             # the default backend's requests are not signed, and only its rule's queries go there
             assert all("AWS4-HMAC-SHA256" not in a for a in in_cluster.auth)
             assert in_cluster.queries and all("gpu_util" not in q for q in in_cluster.queries)
+
+
+def test_a_sigv4_entry_without_aws_credentials_fails_at_start_naming_the_entry() -> None:
+    rf = parse_rules_text("backends: [{name: amp, url: 'https://aps.example/ws', auth: {sigv4: {region: us-east-1}}}]",
+                          "rules.yaml")
+    with pytest.raises(ConfigError, match=r"^backends: 'amp': --prometheus-auth sigv4: no AWS credentials found"):
+        Backends({DEFAULT_BACKEND: PrometheusConfig(url="http://127.0.0.1:9"), "amp": spec_config(rf.backends[0], 10)})
