@@ -145,7 +145,9 @@ class BackendSpec(_Strict):
     @classmethod
     def _url(cls, v: str) -> str:
         try:
-            host = urllib.parse.urlsplit(v).netloc
+            parts = urllib.parse.urlsplit(v)
+            host = parts.hostname or ""
+            _ = parts.port  # a port that is not a number in range raises here
         except ValueError:
             host = ""
         if not v.startswith(("http://", "https://")) or not host or any(c.isspace() or c < " " for c in v):

@@ -12,6 +12,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from adapter.backends.router import Backends, spec_config
 from adapter.errors import ConfigError
 from adapter.model import DEFAULT_BACKEND, DEFAULT_TARGET, Target
 from adapter.naming.query import MetricNamer
@@ -71,6 +72,8 @@ rules:
     ("backends: [{name: default, url: 'http://x'}]",
      "rules.yaml: backends[0].name: Value error, 'default' is the backend of the --prometheus-* flags; "
      "give this one another name"),
+    ("backends: [{name: a, url: 'http://prometheus:90x0'}]",
+     "rules.yaml: backends[0].url: Value error, must be an http:// or https:// URL, got 'http://prometheus:90x0'"),
     ("backends: [{name: a, url: 'prometheus:9090'}]",
      "rules.yaml: backends[0].url: Value error, must be an http:// or https:// URL, got 'prometheus:9090'"),
     ("backends: [{name: a, url: 'http://x', auth: {bearerTokenFile: /nonexistent/token}}]",
@@ -146,13 +149,33 @@ KEYS = st.sampled_from(["name", "url", "auth", "headers", "queryParams", "timeou
                         "region", "roleArn", "externalId", "X-Scope-OrgID", "bogus"])
 VALUES = st.recursive(SCALARS, lambda inner: st.one_of(st.lists(inner, max_size=3),
                                                        st.dictionaries(KEYS, inner, max_size=5)), max_leaves=12)
-ENTRY = st.fixed_dictionaries({"name": SCALARS, "url": SCALARS},
-                              optional={k: VALUES for k in ("auth", "headers", "queryParams", "timeout",
-                                                            "maxConcurrency", "verb")})
+FILES = st.sampled_from(["/etc/hostname"] * 6 + ["/nonexistent", ""])  # readable mostly
+PLAUSIBLE = {  # values a user would write, some of them wrong
+    "name": st.sampled_from(["a", "amp", "vm", "thanos-eu", "b-2", "c", "d", "e", "default", "Bad"]),
+    "url": st.sampled_from(["http://x", "https://h:1/p", "http://127.0.0.1:9090"] * 3 + ["http://h:0x", "h:9090"]),
+    "auth": st.one_of(st.sampled_from(["none", None]), st.fixed_dictionaries({}, optional={
+        "bearerTokenFile": FILES, "basicAuthFile": FILES,
+        "sigv4": st.fixed_dictionaries({"region": st.sampled_from(["us-east-1", "eu-west-1", "moon"])},
+                                       optional={"roleArn": st.sampled_from(["arn:aws:iam::1:role/r", "r"]),
+                                                 "externalId": st.text(max_size=3)}),
+        "mTLS": st.fixed_dictionaries({}, optional={"caFile": FILES, "certFile": FILES, "keyFile": FILES})})),
+    "headers": st.dictionaries(st.sampled_from(["X-Scope-OrgID"] * 4 + ["Bad Header", "authorization"]),
+                               st.text(max_size=5), max_size=2),
+    "queryParams": st.dictionaries(st.text(max_size=4), st.text(max_size=4), max_size=2),
+    "timeout": st.sampled_from(["10s", "1m", "500ms"] * 2 + ["0s", "soon"]),
+    "maxConcurrency": st.one_of(st.integers(1, 64), st.sampled_from([0, 2000])),
+    "verb": st.sampled_from(["GET", "POST"] * 3 + ["PUT"]),
+}
+OPTIONAL = ("auth", "headers", "queryParams", "timeout", "maxConcurrency", "verb")
+GOOD_ENTRY = st.fixed_dictionaries({k: PLAUSIBLE[k] for k in ("name", "url")},
+                                   optional={k: PLAUSIBLE[k] for k in OPTIONAL})
+ENTRY = st.fixed_dictionaries({k: st.one_of(PLAUSIBLE[k], SCALARS) for k in ("name", "url")},
+                              optional={k: st.one_of(PLAUSIBLE[k], VALUES) for k in OPTIONAL})
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(backends=st.one_of(VALUES, st.lists(st.one_of(ENTRY, VALUES), max_size=4)),
+@given(backends=st.one_of(st.lists(GOOD_ENTRY, max_size=3), st.lists(st.one_of(GOOD_ENTRY, ENTRY, VALUES), max_size=4),
+                          VALUES),
        refs=st.lists(st.one_of(st.none(), SCALARS), max_size=2))
 def test_any_backends_block_loads_or_names_the_file(backends: Any, refs: list[Any]) -> None:
     doc: dict[str, Any] = {"backends": backends}
@@ -176,6 +199,9 @@ def test_any_backends_block_loads_or_names_the_file(backends: Any, refs: list[An
     names = [b.name for b in rf.backends]
     assert len(set(names)) == len(names) and DEFAULT_BACKEND not in names
     assert all(r.backend in (None, DEFAULT_BACKEND, *names) for r in rf.rules)
+    # what loads also builds (sigv4 entries left out: they would look for AWS credentials)
+    configs = {b.name: spec_config(b, 30.0) for b in rf.backends if b.auth.sigv4 is None}
+    Backends(configs).close()
 
 
 def test_a_reload_reads_the_backends_with_the_rules(tmp_path: Path) -> None:
