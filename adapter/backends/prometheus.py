@@ -105,7 +105,7 @@ class PrometheusBackend:
                  on_reachable: Callable[[bool], None] | None = None) -> None:
         self.cfg = cfg
         self._on_call = on_call
-        self.reachability = Reachability(cfg.url, on_reachable)
+        self.reachability = Reachability(cfg.url, on_reachable, backend=cfg.name)
         install_retry_filter()
         # what messages call it: the flags' backend stays "Prometheus", as before there were several
         self.what = "Prometheus" if cfg.name == DEFAULT_BACKEND else f"Prometheus backend {cfg.name!r}"

@@ -21,6 +21,8 @@ from collections.abc import Callable
 
 from urllib3.util.retry import Retry
 
+from adapter.model import DEFAULT_BACKEND
+
 log = logging.getLogger("adapter.backends.prometheus")
 
 
@@ -53,8 +55,9 @@ def short_reason(e: BaseException) -> str:
 
 class Reachability:
     def __init__(self, url: str, on_change: Callable[[bool], None] | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, backend: str = DEFAULT_BACKEND) -> None:
         self._url = url
+        self._backend = backend  # the rules file's name of it (``default``: the --prometheus-* flags)
         self._on_change = on_change
         self._clock = clock
         self._lock = threading.Lock()
@@ -70,7 +73,8 @@ class Reachability:
             changed, before = self.up is not True, self.up
             self.up = True
         if changed:
-            log.info("Prometheus is reachable" + (" again" if before is False else ""), extra={"url": self._url})
+            log.info("Prometheus is reachable" + (" again" if before is False else ""),
+                     extra={"url": self._url, "backend": self._backend})
             if self._on_change:
                 self._on_change(True)
 
@@ -80,6 +84,6 @@ class Reachability:
                 return  # already down, or a slow call while others were answered
             self.up = False
         log.warning("Prometheus is unreachable; requests answer 503 Status until it is back",
-                    extra={"url": self._url, "reason": reason})
+                    extra={"url": self._url, "backend": self._backend, "reason": reason})
         if self._on_change:
             self._on_change(False)

@@ -6,6 +6,7 @@ X-Remote-User); the adapter authorizes with a SubjectAccessReview and reads a re
 from __future__ import annotations
 
 import json
+import re
 import ssl
 import time
 from collections.abc import Iterator
@@ -177,6 +178,7 @@ def test_verdict_first_then_each_metric(env: Env, capsys: pytest.CaptureFixture[
     assert "missing (no value): vllm-2, vllm-3 -> counted as 0" in out
     assert "its newest raw sample is older than the age limit" in out
     assert "sum(vllm_num_requests_waiting{" in out
+    assert re.search(r"PromQL: .*, backend default, evaluated", out), out  # the backend each query went to
     assert "DIFFERENCE: the HPA's status.desiredReplicas is 4, this calculation gives 5" in out
     assert "ScalingActive=True ValidMetricFound" in out
 
