@@ -73,9 +73,9 @@ class CustomMetricsProvider:
 
     def _entry(self, info: ResourceInfo, namespace: str, metric: str, name: str = "", selector: str = ""
                ) -> tuple[MetricNamer, str]:
-        entry = self.relister.index.lookup(info.group_resource, bool(namespace), metric)
+        entry = self.relister.index.lookup(info.group_resource, bool(namespace), metric, namespace)
         if entry is None:
-            why = self.relister.unavailable(metric, info.group_resource)
+            why = self.relister.unavailable(metric, info.group_resource, namespace)
             if why:
                 raise Unavailable(f"the metric {metric} for {info.group_resource} is unavailable: {why}")
             raise MetricNotFound(metric, str(info.group_resource), name, selector)

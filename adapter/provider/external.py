@@ -48,9 +48,9 @@ class ExternalMetricsProvider:
         return self.relister.index.external_infos()
 
     async def get(self, namespace: str, metric: str, selector: Selector) -> list[ExternalValue]:
-        entry = self.relister.index.external.get(metric)
+        entry = self.relister.index.lookup_external(metric, namespace)
         if entry is None:
-            why = self.relister.unavailable(metric)
+            why = self.relister.unavailable(metric, namespace=namespace)
             if why:
                 raise Unavailable(f"the metric {metric} is unavailable: {why}")
             raise NotFound(f"the server could not find the metric {metric} for namespace {namespace}")
