@@ -8,7 +8,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -42,12 +42,14 @@ from adapter.provider.external import ExternalMetricsProvider
 from adapter.provider.objects import KsmObjectResolver
 from adapter.provider.registry import SeriesIndex
 from adapter.provider.runner import QueryRunner
+from adapter.provider.teamrules import TeamRules, compile_accepted
 from adapter.provider.values import Freshness, Policy
-from adapter.rules import LoadedRules, load_rules
+from adapter.rules import LoadedRules, SourcedRule, load_rules
 from adapter.settings import Settings
 from adapter.tlsreload import CertReloader
 
 if TYPE_CHECKING:
+    from adapter.backends.kubernetes import KubeClients
     from adapter.backends.sigv4 import SigV4
 
 log = logging.getLogger(__name__)
@@ -95,12 +97,14 @@ def prometheus_backend(st: Settings, on_call: Callable[[str, str, float], None] 
 
 def build(st: Settings, *, registry: CollectorRegistry | None = None,
           mapper: ResourceMapper | None = None, resolver: ObjectResolver | None = None,
-          wrap: Callable[[ASGIApp], ASGIApp] | None = None) -> Built:
+          wrap: Callable[[ASGIApp], ASGIApp] | None = None, extra_rules: Sequence[SourcedRule] = ()) -> Built:
     rules = load_rules(st.config, st.presets)
-    if not rules.rules and not rules.external_rules:
+    if not rules.rules and not rules.external_rules and not st.metric_rules:
         raise ConfigError(f"{st.config or 'presets'}: no rules and no externalRules: nothing to serve")
     mapper = mapper or StaticResourceMapper()
     custom_namers, external_namers = compile_rules(rules, mapper)
+    extra_custom, extra_external = compile_accepted(extra_rules, mapper)  # MetricRules, confined
+    custom_namers, external_namers = [*custom_namers, *extra_custom], [*external_namers, *extra_external]
     metrics = Metrics(registry or CollectorRegistry())
 
     def on_call(endpoint: str, outcome: str, seconds: float) -> None:
@@ -130,7 +134,8 @@ def build(st: Settings, *, registry: CollectorRegistry | None = None,
     policy_for = policies(Policy(missing=st.missing_data, max_age=st.max_value_age))
     resolver = resolver or KsmObjectResolver(runner)
     custom = CustomMetricsProvider(relister, mapper, resolver, runner, freshness, policy_for)
-    external = ExternalMetricsProvider(relister, runner, freshness, policy_for) if external_namers else None
+    external = ExternalMetricsProvider(relister, runner, freshness, policy_for) \
+        if external_namers or st.metric_rules else None
     handlers = Handlers(custom, external, st.request_timeout)
 
     def readiness() -> tuple[bool, str]:
@@ -156,6 +161,33 @@ def serving_cert(st: Settings) -> tuple[Path, Path]:
     return cert, key
 
 
+async def load_team_rules(st: Settings, kube: KubeClients | None) -> TeamRules | None:
+    """With ``--metric-rules``: the cluster's MetricRules, watched, judged once before serving."""
+    if not st.metric_rules:
+        return None
+    if kube is None or kube.metric_rules is None:
+        raise ConfigError("--metric-rules: MetricRules are read from a cluster: give --lister-kubeconfig "
+                          "or run in a pod")
+    team = TeamRules(kube.metric_rules, kube.mapper, republish=st.metrics_relist_interval)
+    await team.load(timeout=min(30.0, st.request_timeout))
+    return team
+
+
+def team_reload(built: Built, mapper: ResourceMapper, team: TeamRules) -> Callable[[str], Awaitable[bool]]:
+    """The rebuild a MetricRule change triggers: the cluster's rules plus the accepted MetricRules,
+    swapped into the relister, then one discovery. (Minimal wiring, to be replaced by the rules
+    reloader of issue 13's hot reload, whose ``extra_rules`` hook takes ``team.extra_rules``.)"""
+    async def reload(reason: str) -> bool:
+        custom, external = compile_rules(built.rules, mapper)
+        extra_custom, extra_external = compile_accepted(team.extra_rules(), mapper)
+        built.relister.replace_rules([*custom, *extra_custom], [*external, *extra_external])
+        await built.relister.update_now()
+        log.info("rules reloaded", extra={"reason": reason,
+                                          "metricrule_rules": len(extra_custom) + len(extra_external)})
+        return True
+    return reload
+
+
 async def run(st: Settings) -> None:
     tune_malloc()
     tls_read_buffer()
@@ -173,8 +205,10 @@ async def run(st: Settings) -> None:
         authn, authz = build_security(st, kube.auth if kube else None)
         if kube is not None:
             await asyncio.get_running_loop().run_in_executor(None, kube.mapper.start)
+        team = await load_team_rules(st, kube)
         built = build(st, mapper=kube.mapper if kube else None, resolver=kube.objects if kube else None,
-                      wrap=lambda app: SecurityMiddleware(app, authn, authz))
+                      wrap=lambda app: SecurityMiddleware(app, authn, authz),
+                      extra_rules=team.extra_rules() if team else ())
         cert, key = serving_cert(st)
         ctx = build_server_ssl_context(str(cert), str(key), list(await authn.trust_bundle()))
         authn.attach_ssl_context(ctx)
@@ -189,6 +223,10 @@ async def run(st: Settings) -> None:
         server = uvicorn.Server(config)
         tasks = [asyncio.create_task(built.relister.run(), name="relist"),
                  asyncio.create_task(CertReloader(ctx, cert, key).run(), name="cert-reload")]
+        if team is not None:
+            assert kube is not None
+            tasks.append(asyncio.create_task(team.run(team_reload(built, kube.mapper, team),
+                                                      lambda: built.relister.index), name="metricrules"))
         try:
             await server.serve()
         finally:

@@ -58,6 +58,12 @@ class Relister:
         self._state = {n.series_query: QueryState() for n in (*self.custom, *self.external)}
         self._on_relist = on_relist
 
+    def replace_rules(self, custom: Sequence[MetricNamer], external: Sequence[MetricNamer]) -> None:
+        """Serve other rules from the next ``update_now()`` on (a seriesQuery kept keeps its state)."""
+        self.custom, self.external = tuple(custom), tuple(external)
+        self._state = {n.series_query: self._state.get(n.series_query) or QueryState()
+                       for n in (*self.custom, *self.external)}
+
     @property
     def complete(self) -> bool:
         """Every seriesQuery has succeeded at least once."""
@@ -83,16 +89,17 @@ class Relister:
 
     async def update_now(self) -> SeriesIndex:
         start = time.perf_counter()
-        queries = sorted(self._state)
+        custom, external, states = self.custom, self.external, self._state  # rules replaced meanwhile: next time
+        queries = sorted(states)
         results = await asyncio.gather(*(self._series(q, self.max_age) for q in queries),
                                        return_exceptions=True)
         for q, r in zip(queries, results, strict=True):
             if isinstance(r, asyncio.CancelledError):
                 raise r
-            self._record(q, r)
-        found = {q: s.series or [] for q, s in self._state.items()}
-        index = build_index(((n, found[n.series_query]) for n in self.custom),
-                            ((n, found[n.series_query]) for n in self.external))
+            self._record(q, r, states)
+        found = {q: s.series or [] for q, s in states.items()}
+        index = build_index(((n, found[n.series_query]) for n in custom),
+                            ((n, found[n.series_query]) for n in external))
         self.index = index  # atomic swap: readers see the old or the new index, never a mix
         took = time.perf_counter() - start
         if self._on_relist:
@@ -104,8 +111,9 @@ class Relister:
             "seconds": round(took, 3)})
         return index
 
-    def _record(self, query: str, result: list[dict[str, str]] | BaseException) -> None:
-        state = self._state[query]
+    def _record(self, query: str, result: list[dict[str, str]] | BaseException,
+                states: dict[str, QueryState]) -> None:
+        state = states[query]
         before = state.error
         if isinstance(result, BaseException):
             state.error = result.message if isinstance(result, AdapterError) else f"unexpected {type(result).__name__}"

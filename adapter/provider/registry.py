@@ -65,7 +65,8 @@ class SeriesIndex:
     def metrics_of(self, source: str) -> list[str]:
         """The metric names a rule source (e.g. ``metricrule:ns/name``) is serving, sorted."""
         named = [*((k[2], e) for k, e in self.custom.items()), *self.external.items(),
-                 *((k[2], e) for k, e in self.confined.items()), *((k[1], e) for k, e in self.confined_external.items())]
+                 *((k[2], e) for k, e in self.confined.items()),
+                 *((k[1], e) for k, e in self.confined_external.items())]
         return sorted({m for m, e in named if e.namer.sourced.source == source})
 
 
