@@ -171,9 +171,9 @@ def build_app(state: FakeKubeState) -> Starlette:
             if reason:
                 result["reason"] = reason
             return JSONResponse({**body, "status": result}, 201)
-        return _resource(request, path, query)
+        return _resource(request, path, query, body)
 
-    def _resource(request: Request, path: str, query: dict[str, list[str]]) -> Response:
+    def _resource(request: Request, path: str, query: dict[str, list[str]], body: Any = None) -> Response:
         parts = path.strip("/").split("/")
         if parts[0] == "api" and len(parts) >= 2:
             group, version, rest = "", parts[1], parts[2:]
