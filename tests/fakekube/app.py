@@ -220,7 +220,7 @@ def build_app(state: FakeKubeState) -> Starlette:
 
     def _patch_status(rdef: ResourceDef, namespace: str, name: str, content_type: str, body: Any) -> Response:
         """PATCH of the status subresource: merge patch only (a custom resource has no strategic merge)."""
-        if content_type.split(";")[0].strip() != "application/merge-patch+json":
+        if content_type.split(";", maxsplit=1)[0].strip() != "application/merge-patch+json":
             return JSONResponse(status(415, "UnsupportedMediaType",
                                        f"the body of the request was in an unknown format - accepted media types "
                                        f"include: application/json-patch+json, application/merge-patch+json, "

@@ -170,11 +170,13 @@ def test_a_cluster_rule_wins_a_name_clash(env: Env) -> None:
     assert accepted(st) == "True" and st["metrics"] == []
     assert "a cluster rule serves gpu_utilization instead" in st["conditions"][0]["message"]
     code, doc = env.value(PODS.format(ns="team-a", pod="a1", metric="gpu_utilization"))
-    assert code == 200 and [i["value"] for i in doc["items"]] == ["50"], doc  # the cluster rule's value (gpu_util), not team_queue's 7
+    # the cluster rule's value (gpu_util), not team_queue's 7
+    assert code == 200 and [i["value"] for i in doc["items"]] == ["50"], doc
 
 
 def test_external_rules_of_a_metricrule_are_confined_too(env: Env) -> None:
-    ext = {"seriesQuery": 'team_backlog{queue!=""}', "resources": {"overrides": {"namespace": {"resource": "namespace"}}},
+    ext = {"seriesQuery": 'team_backlog{queue!=""}',
+           "resources": {"overrides": {"namespace": {"resource": "namespace"}}},
            "metricsQuery": "sum(<<.Series>>) by (queue)"}  # drops <<.LabelMatchers>> on purpose
     env.fk.put_metricrule("team-a", "backlog", {"externalRules": [ext]})
     env.status("backlog", lambda s: s.get("metrics") == ["team_backlog"])
