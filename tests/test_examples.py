@@ -9,6 +9,11 @@ from typing import Any
 import pytest
 import yaml
 
+from adapter.naming.resources import StaticResourceMapper
+from adapter.ports import MetricRuleObject
+from adapter.provider.teamrules import judge
+from tests.charts.crdschema import conforms
+
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted(p for p in (ROOT / "examples").glob("*.yaml") if not p.name.startswith("metricrule-"))
 METRICRULE_EXAMPLES = sorted((ROOT / "examples").glob("metricrule-*.yaml"))
@@ -93,11 +98,6 @@ def test_there_is_a_metricrule_example() -> None:
 @pytest.mark.parametrize("path", METRICRULE_EXAMPLES, ids=[p.name for p in METRICRULE_EXAMPLES])
 def test_metricrule_example(path: Path) -> None:
     """A MetricRule the CRD's schema and the adapter accept, and HPAs of its namespace on its metrics."""
-    from adapter.naming.resources import StaticResourceMapper
-    from adapter.ports import MetricRuleObject
-    from adapter.provider.teamrules import judge
-    from tests.charts.crdschema import conforms
-
     text = path.read_text()
     assert "metrics-catalog.md" in text, "cite where the target value comes from"
     docs = [d for d in yaml.safe_load_all(text) if d]
