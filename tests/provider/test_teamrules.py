@@ -66,7 +66,8 @@ def test_judge_names_the_metricrule_rule_and_field() -> None:
     assert judge(obj("a", "r", spec("m")), MAPPER).error == ""
     bad = judge(obj("a", "r", spec("m", "sum(<<.Series>>")), MAPPER)
     assert bad.rules == () and bad.error.startswith("metricrule:a/r: rules[0].metricsQuery: invalid PromQL")
-    assert judge(obj("a", "r", {}), MAPPER).error == "metricrule:a/r: spec: no rules and no externalRules: nothing to serve"
+    assert judge(obj("a", "r", {}), MAPPER).error == \
+        "metricrule:a/r: spec: no rules and no externalRules: nothing to serve"
     assert judge(obj("a", "r", {"rules": [{"seriesQuery": "q"}]}), MAPPER).error == \
         "metricrule:a/r: rules[0].metricsQuery: Field required"
 
