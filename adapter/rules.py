@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from types import UnionType
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 
 import yaml
 from pydantic import (
@@ -36,6 +36,7 @@ from adapter.errors import ConfigError
 log = logging.getLogger(__name__)
 
 PRESET_PACKAGE = "adapter.presets"
+_M = TypeVar("_M", bound=BaseModel)
 
 
 class _Strict(BaseModel):
@@ -177,24 +178,21 @@ def parse_rules_text(text: str, source: str) -> RulesFile:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise ConfigError(f"{source}: not valid YAML: {e}") from e
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{source}: the top level must be a mapping with 'rules' and/or 'externalRules'")
-    try:
-        return RulesFile.model_validate(data)
-    except ValidationError as e:
-        raise ConfigError(f"{source}: {_first_error(e)}") from e
+    return _validated(RulesFile, {} if data is None else data, source, "the top level")
 
 
 def parse_metric_rule_spec(spec: Any, source: str) -> MetricRuleSpec:
     """A MetricRule's ``spec``, strictly, with the rules file's errors (``metricrule:ns/name: rules[0]...``)."""
-    if not isinstance(spec, dict):
-        raise ConfigError(f"{source}: spec must be a mapping with 'rules' and/or 'externalRules'")
+    return _validated(MetricRuleSpec, spec, source, "spec")
+
+
+def _validated(model: type[_M], data: Any, source: str, what: str) -> _M:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: {what} must be a mapping with 'rules' and/or 'externalRules'")
     try:
-        return MetricRuleSpec.model_validate(spec)
+        return model.model_validate(data)
     except ValidationError as e:
-        raise ConfigError(f"{source}: {_first_error(e, MetricRuleSpec)}") from e
+        raise ConfigError(f"{source}: {_first_error(e, model)}") from e
 
 
 def _first_error(e: ValidationError, root: type[BaseModel] = RulesFile) -> str:
