@@ -245,9 +245,13 @@ class MetricNamer:
 
 
 def _check_confinable(sourced: SourcedRule, converter: ResourceConverter) -> None:
-    """A MetricRule's rule serves its own namespace only: no root-scoped resource (nodes, persistent
-    volumes: those of every namespace), and external metrics stay namespaced."""
+    """A MetricRule's rule serves its own namespace only: its custom rules map the namespace label, no
+    root-scoped resource (nodes, persistent volumes: those of every namespace), and external metrics
+    stay namespaced."""
     where, rule = sourced.where, sourced.rule
+    if sourced.list_name == "rules" and converter.label_for(NAMESPACES) is None:
+        raise RuleError(f"{where}.resources: no label maps to the namespace (e.g. overrides: {{namespace: "
+                        f"{{resource: namespace}}}}): a MetricRule serves objects of its own namespace only")
     if sourced.list_name == "externalRules" and rule.resources.namespaced is False:
         raise RuleError(f"{where}.resources.namespaced: a MetricRule's external metrics are always namespaced")
     for label, gr in converter.overrides.items():

@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from adapter.errors import AdapterError, ConfigError, NotFound
+from adapter.errors import AdapterError, ConfigError, NotFound, Unavailable
 from adapter.naming.query import MetricNamer, RuleError
 from adapter.naming.validate import validate
 from adapter.ports import MetricRuleObject, MetricRuleSource, ResourceMapper
@@ -124,11 +124,16 @@ class TeamRules:
         self._loop: asyncio.AbstractEventLoop | None = None
 
     async def load(self, timeout: float) -> None:
-        """Start watching and judge the MetricRules of the first list (``Unavailable`` when it fails)."""
+        """Start watching and judge the MetricRules of the first list (waited for up to ``timeout``; when
+        it fails, none, and they are judged when the watch first succeeds)."""
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         self.source.start(self._notify)
-        await self.source.wait_synced(timeout)
+        try:
+            await self.source.wait_synced(timeout)
+        except Unavailable as e:  # e.g. the CRD is not installed yet: the cluster's rules serve meanwhile
+            log.warning("cannot list MetricRules; serving without them until the watch succeeds",
+                        extra={"error": e.message})
         self.judge_now()
 
     def _notify(self) -> None:  # from the watch thread

@@ -38,11 +38,13 @@ PODS = "/apis/custom.metrics.k8s.io/v1beta2/namespaces/{ns}/pods/{pod}/{metric}"
 EXTERNAL = "/apis/external.metrics.k8s.io/v1beta1/namespaces/{ns}/{metric}"
 OVERRIDES = {"namespace": {"resource": "namespace"}, "pod": {"resource": "pod"}}
 SUM = "sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)"
+COLLECTION = "/apis/accel-metrics.io/v1alpha1/metricrules"
 
 
 class Env:
     def __init__(self, fk: FakeKube, ad: Adapter, proxy: Proxy) -> None:
         self.fk, self.ad, self.proxy = fk, ad, proxy
+        self.before_listing = (0, 0)  # (MetricRule's metric, cluster rule's metric) while listing failed
 
     def status(self, name: str, ok: Callable[[dict[str, Any]], bool], timeout: float = 30) -> dict[str, Any]:
         """team-a/``name``'s status once it describes the current generation and satisfies ``ok``."""
@@ -73,9 +75,17 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
             counting_proxy(prom.url) as proxy, FakeKube(tmp / "kube") as fk:
         for ns, pod in (("team-a", "a1"), ("team-b", "b1")):
             fk.add_pod(ns, pod)
+        # a MetricRule exists before the adapter starts, but MetricRules cannot be listed at first (as
+        # before the CRD is installed): the adapter starts and serves the cluster's rules meanwhile
+        fk.put_metricrule("team-a", "early", {"rules": [rule("team_queue", "team_queue_early")]})
+        fk.state.fail_status[COLLECTION] = 503
         with adapter(tmp, proxy.url, "--config", str(RULES), "--cache-ttl", "0", "--lister-kubeconfig",
                      str(fk.kubeconfig), "--authentication-skip-lookup", "--metric-rules", "true") as ad:
-            yield Env(fk, ad, proxy)
+            env = Env(fk, ad, proxy)
+            env.before_listing = (env.value(PODS.format(ns="team-a", pod="a1", metric="team_queue_early"))[0],
+                                  env.value(PODS.format(ns="team-a", pod="a1", metric="gpu_utilization"))[0])
+            del fk.state.fail_status[COLLECTION]
+            yield env
 
 
 def accepted(st: dict[str, Any]) -> str:
@@ -85,6 +95,14 @@ def accepted(st: dict[str, Any]) -> str:
 def rule(series: str, name: str, template: str = SUM, **extra: Any) -> dict[str, Any]:
     return {"seriesQuery": f'{series}{{pod!=""}}', "resources": {"overrides": OVERRIDES},
             "name": {"matches": f"^{series}$", "as": name}, "metricsQuery": template, **extra}
+
+
+def test_metricrules_that_cannot_be_listed_at_start_are_served_once_they_can(env: Env) -> None:
+    assert env.before_listing == (404, 200)  # the cluster's rules served meanwhile
+    env.status("early", lambda s: s.get("metrics") == ["team_queue_early"])
+    code, doc = env.value(PODS.format(ns="team-a", pod="a1", metric="team_queue_early"))
+    assert code == 200 and [i["value"] for i in doc["items"]] == ["7"], doc
+    assert "cannot list MetricRules; serving without them" in env.ad.log_text()
 
 
 def test_a_metricrule_serves_its_namespace_and_no_other(env: Env) -> None:
@@ -153,7 +171,8 @@ def test_whatever_the_template_every_query_sent_is_confined_to_its_namespace(env
      "metricrule:team-a/bad: rules[0].metricsQuery: invalid PromQL"),
     ({"rules": [{**rule("team_queue", "team_bad"), "seriesQery": "x"}]},
      "metricrule:team-a/bad: rules[0].seriesQery: unknown field (did you mean seriesQuery?)"),
-    ({"rules": [{**rule("team_queue", "team_bad"), "resources": {"overrides": {"node": {"resource": "node"}}}}]},
+    ({"rules": [{**rule("team_queue", "team_bad"),
+                 "resources": {"overrides": {**OVERRIDES, "node": {"resource": "node"}}}}]},
      "metricrule:team-a/bad: rules[0].resources.overrides.node: nodes is not namespaced"),
 ], ids=["invalid-promql", "unknown-field", "root-scoped"])
 def test_an_invalid_metricrule_is_rejected_with_the_file_style_message(

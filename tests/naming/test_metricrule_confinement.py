@@ -61,11 +61,16 @@ def test_every_rendered_query_carries_the_namespace_on_every_selector(
 
 @pytest.mark.parametrize(("overrides", "field"), [
     ({"namespace": {"resource": "namespace"}, "node": {"resource": "node"}}, "resources.overrides.node"),
-    ({"pv": {"resource": "persistentvolume"}}, "resources.overrides.pv"),
+    ({"namespace": {"resource": "namespace"}, "pv": {"resource": "persistentvolume"}}, "resources.overrides.pv"),
 ], ids=["node", "persistentvolume"])
 def test_root_scoped_resources_are_refused(overrides: dict[str, object], field: str) -> None:
     with pytest.raises(RuleError, match=rf"^metricrule:team-a/q: rules\[0\]\.{field}: .* is not namespaced"):
         namer("sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)", overrides=overrides)
+
+
+def test_custom_rules_must_map_the_namespace_label() -> None:
+    with pytest.raises(RuleError, match=r"^metricrule:team-a/q: rules\[0\]\.resources: no label maps to the namespace"):
+        namer("sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)", overrides={"pod": {"resource": "pod"}})
 
 
 def test_external_rules_stay_namespaced() -> None:
