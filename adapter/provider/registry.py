@@ -64,10 +64,17 @@ class SeriesIndex:
 
     def metrics_of(self, source: str) -> list[str]:
         """The metric names a rule source (e.g. ``metricrule:ns/name``) is serving, sorted."""
+        return self.metrics_by_source().get(source, [])
+
+    def metrics_by_source(self) -> dict[str, list[str]]:
+        """Rule source -> the metric names it is serving, sorted (one pass over the index)."""
         named = [*((k[2], e) for k, e in self.custom.items()), *self.external.items(),
                  *((k[2], e) for k, e in self.confined.items()),
                  *((k[1], e) for k, e in self.confined_external.items())]
-        return sorted({m for m, e in named if e.namer.sourced.source == source})
+        out: dict[str, set[str]] = {}
+        for metric, entry in named:
+            out.setdefault(entry.namer.sourced.source, set()).add(metric)
+        return {source: sorted(names) for source, names in out.items()}
 
 
 def _distinct(series_list: list[Mapping[str, str]]) -> list[tuple[Mapping[str, str], int]]:

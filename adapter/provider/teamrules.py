@@ -78,12 +78,14 @@ def compile_accepted(rules: Sequence[SourcedRule], mapper: ResourceMapper
     return custom, external
 
 
-def desired_status(v: Verdict, index: SeriesIndex, now: str) -> dict[str, Any]:
-    """The status ``v`` should show (``lastTransitionTime`` kept while the condition's status stays)."""
+def desired_status(v: Verdict, served: Mapping[str, list[str]], shadowing: Mapping[str, frozenset[str]],
+                   now: str) -> dict[str, Any]:
+    """The status ``v`` should show, given the metrics each rule source serves and those a cluster rule
+    serves instead (``lastTransitionTime`` kept while the condition's status stays)."""
     gen = v.obj.generation
     source = v.obj.source
-    metrics = index.metrics_of(source) if not v.error else []
-    shadowed = sorted(index.shadowed.get(source, ())) if not v.error else []
+    metrics = list(served.get(source, [])) if not v.error else []
+    shadowed = sorted(shadowing.get(source, ())) if not v.error else []
     if v.error:
         reason, message = "Invalid", v.error
     else:
@@ -172,8 +174,9 @@ class TeamRules:
     async def publish(self, index: SeriesIndex) -> int:
         """Write the statuses that differ from what the objects show; how many were written."""
         written = 0
+        served = index.metrics_by_source()
         for key, v in sorted(self._verdicts.items()):
-            want = desired_status(v, index, self.clock())
+            want = desired_status(v, served, index.shadowed, self.clock())
             shown = _comparable(want)
             if shown == _comparable(v.obj.status) or shown == self._sent.get(key):
                 continue
