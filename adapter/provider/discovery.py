@@ -58,12 +58,6 @@ class Relister:
         self._state = {n.series_query: QueryState() for n in (*self.custom, *self.external)}
         self._on_relist = on_relist
 
-    def replace_rules(self, custom: Sequence[MetricNamer], external: Sequence[MetricNamer]) -> None:
-        """Serve other rules from the next ``update_now()`` on (a seriesQuery kept keeps its state)."""
-        self.custom, self.external = tuple(custom), tuple(external)
-        self._state = {n.series_query: self._state.get(n.series_query) or QueryState()
-                       for n in (*self.custom, *self.external)}
-
     @property
     def complete(self) -> bool:
         """Every seriesQuery has succeeded at least once."""
@@ -87,19 +81,26 @@ class Relister:
                 return f"series discovery for {n.where} has not succeeded yet ({state.error})"
         return None
 
+    def adopt(self, previous: Relister) -> None:
+        """Start from ``previous``'s last good series for the seriesQueries both share (a rules reload): a
+        query that fails on the first discovery keeps serving what it found before the reload."""
+        for query, state in self._state.items():
+            old = previous._state.get(query)
+            if old is not None and old.series is not None:
+                state.series, state.error = old.series, old.error
+
     async def update_now(self) -> SeriesIndex:
         start = time.perf_counter()
-        custom, external, states = self.custom, self.external, self._state  # rules replaced meanwhile: next time
-        queries = sorted(states)
+        queries = sorted(self._state)
         results = await asyncio.gather(*(self._series(q, self.max_age) for q in queries),
                                        return_exceptions=True)
         for q, r in zip(queries, results, strict=True):
             if isinstance(r, asyncio.CancelledError):
                 raise r
-            self._record(q, r, states)
-        found = {q: s.series or [] for q, s in states.items()}
-        index = build_index(((n, found[n.series_query]) for n in custom),
-                            ((n, found[n.series_query]) for n in external))
+            self._record(q, r)
+        found = {q: s.series or [] for q, s in self._state.items()}
+        index = build_index(((n, found[n.series_query]) for n in self.custom),
+                            ((n, found[n.series_query]) for n in self.external))
         self.index = index  # atomic swap: readers see the old or the new index, never a mix
         took = time.perf_counter() - start
         if self._on_relist:
@@ -111,9 +112,8 @@ class Relister:
             "seconds": round(took, 3)})
         return index
 
-    def _record(self, query: str, result: list[dict[str, str]] | BaseException,
-                states: dict[str, QueryState]) -> None:
-        state = states[query]
+    def _record(self, query: str, result: list[dict[str, str]] | BaseException) -> None:
+        state = self._state[query]
         before = state.error
         if isinstance(result, BaseException):
             state.error = result.message if isinstance(result, AdapterError) else f"unexpected {type(result).__name__}"
@@ -133,7 +133,10 @@ class Relister:
         else:
             log.info("series discovery recovered", extra={"rules": rules, "series_query": query})
 
-    async def run(self) -> None:
+    async def run(self, *, first_now: bool = True) -> None:
+        """Discover every interval; ``first_now=False`` waits one interval first (a discovery just ran)."""
+        if not first_now:
+            await asyncio.sleep(self.interval if self.complete else min(self.interval, 5.0))
         while True:
             try:
                 await self.update_now()

@@ -6,8 +6,8 @@ namespace as the rules' confinement: its queries carry ``<namespace label>="<nam
 selector (``naming.confine``), its metrics exist for requests in that namespace only, and a rule
 mapping a root-scoped resource is refused. A MetricRule that does not validate contributes no rule.
 
-``TeamRules`` keeps the accepted rules (``extra_rules()``, for whoever builds the serving rules),
-calls ``reload(reason)`` when they change, and writes each MetricRule's status (condition
+``TeamRules`` keeps the accepted rules (``extra_rules()``: the ``adapter.reload.RuleSource`` extra
+rules), calls ``reload(reason)`` (``Reloader.reload``) when they change, and writes each MetricRule's status (condition
 ``Accepted``, the metrics it serves after discovery, the metrics a cluster rule serves instead) with
 a merge patch of the status subresource, only when it differs from what the object shows.
 """
@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,22 +60,6 @@ def judge(obj: MetricRuleObject, mapper: ResourceMapper) -> Verdict:
     except RuleError as e:
         return Verdict(obj, (), str(e))
     return Verdict(obj, rules)
-
-
-def compile_accepted(rules: Sequence[SourcedRule], mapper: ResourceMapper
-                     ) -> tuple[list[MetricNamer], list[MetricNamer]]:
-    """The accepted rules compiled (custom, external); one that no longer compiles (the cluster's
-    resources changed since) is left out and logged."""
-    custom: list[MetricNamer] = []
-    external: list[MetricNamer] = []
-    for r in rules:
-        try:
-            namer = validate(MetricNamer.compile(r, mapper))
-        except RuleError as e:
-            log.warning("MetricRule rule no longer compiles; not served", extra={"rule": r.where, "error": str(e)})
-            continue
-        (external if r.list_name == "externalRules" else custom).append(namer)
-    return custom, external
 
 
 def desired_status(v: Verdict, served: Mapping[str, list[str]], shadowing: Mapping[str, frozenset[str]],
@@ -143,9 +127,9 @@ class TeamRules:
         if loop is not None and wake is not None and not loop.is_closed():
             loop.call_soon_threadsafe(wake.set)
 
-    def extra_rules(self) -> list[SourcedRule]:
-        """Every accepted MetricRule's rules, in (namespace, name) order."""
-        return [r for _, v in sorted(self._verdicts.items()) for r in v.rules]
+    def extra_rules(self) -> tuple[SourcedRule, ...]:
+        """Every accepted MetricRule's rules, in (namespace, name) order: the reloader's extra rules."""
+        return tuple(r for _, v in sorted(self._verdicts.items()) for r in v.rules)
 
     def verdicts(self) -> list[Verdict]:
         return [v for _, v in sorted(self._verdicts.items())]
@@ -171,12 +155,15 @@ class TeamRules:
         self._verdicts = verdicts
         return self.extra_rules() != before
 
-    async def publish(self, index: SeriesIndex) -> int:
-        """Write the statuses that differ from what the objects show; how many were written."""
+    async def publish(self, index: SeriesIndex | None) -> int:
+        """Write the statuses that differ from what the objects show; how many were written. Without an
+        index (discovery has not completed yet) only those of rejected MetricRules."""
         written = 0
-        served = index.metrics_by_source()
+        served = index.metrics_by_source() if index is not None else {}
         for key, v in sorted(self._verdicts.items()):
-            want = desired_status(v, served, index.shadowed, self.clock())
+            if index is None and not v.error:
+                continue
+            want = desired_status(v, served, index.shadowed if index is not None else {}, self.clock())
             shown = _comparable(want)
             if shown == _comparable(v.obj.status) or shown == self._sent.get(key):
                 continue
@@ -191,7 +178,7 @@ class TeamRules:
             written += 1
         return written
 
-    async def run(self, reload: ReloadFn, index: Callable[[], SeriesIndex]) -> None:
+    async def run(self, reload: ReloadFn, index: Callable[[], SeriesIndex | None]) -> None:
         """Until cancelled: on every change judge again, ``reload`` when the accepted rules changed,
         then bring the statuses up to date (also every ``republish`` seconds, as discovery moves)."""
         assert self._wake is not None, "load() first"

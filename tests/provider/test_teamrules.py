@@ -12,7 +12,7 @@ from adapter.naming.query import MetricNamer
 from adapter.naming.resources import StaticResourceMapper
 from adapter.ports import MetricRuleObject
 from adapter.provider.registry import SeriesIndex, build_index
-from adapter.provider.teamrules import TeamRules, compile_accepted, judge
+from adapter.provider.teamrules import TeamRules, judge
 from adapter.rules import SourcedRule, parse_rules_text
 
 PODS = GroupResource("", "pods")
@@ -51,7 +51,7 @@ class Source:
 
 
 def index_of(team: TeamRules, cluster_metric: str | None = None) -> SeriesIndex:
-    custom, _ = compile_accepted(team.extra_rules(), MAPPER)
+    custom = [MetricNamer.compile(r, MAPPER) for r in team.extra_rules() if r.list_name == "rules"]
     namers: list[MetricNamer] = []
     if cluster_metric:
         rf = parse_rules_text(f"rules:\n- seriesQuery: 'q'\n  resources: {{overrides: {{namespace: {{resource: "
@@ -106,7 +106,7 @@ def test_status_is_written_when_it_changes_only_and_keeps_its_transition_time() 
     st = source.patches[-1][2]
     assert st["metrics"] == ["m2"] and st["conditions"][0]["lastTransitionTime"] == "t1"  # still accepted
     source.objs = [obj("a", "r", spec("m2", "sum("), gen=3, status=st)]
-    assert team.judge_now() and team.extra_rules() == []
+    assert team.judge_now() and team.extra_rules() == ()
     asyncio.run(team.publish(index_of(team)))
     st = source.patches[-1][2]
     assert st["conditions"][0]["status"] == "False" and st["conditions"][0]["lastTransitionTime"] != "t1"
