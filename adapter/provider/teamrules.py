@@ -106,6 +106,7 @@ class TeamRules:
         self.clock = clock
         self._verdicts: dict[Key, Verdict] = {}
         self._sent: dict[Key, Any] = {}
+        self._unapplied = False  # the accepted rules changed but the reload did not succeed
         self._wake: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -185,8 +186,8 @@ class TeamRules:
         wake = self._wake
         while True:
             try:
-                if self.judge_now():
-                    await reload("MetricRules changed")
+                if self.judge_now() or self._unapplied:  # a failed reload (e.g. a bad rules file) is retried
+                    self._unapplied = not await reload("MetricRules changed")
                 await self.publish(index())
             except asyncio.CancelledError:
                 raise

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -110,3 +111,29 @@ def test_status_is_written_when_it_changes_only_and_keeps_its_transition_time() 
     asyncio.run(team.publish(index_of(team)))
     st = source.patches[-1][2]
     assert st["conditions"][0]["status"] == "False" and st["conditions"][0]["lastTransitionTime"] != "t1"
+
+
+def test_a_failed_reload_is_retried_until_it_succeeds() -> None:
+    source = Source([])
+    team = TeamRules(source, MAPPER, republish=0.01)
+    answers = [False, False, True]
+    reasons: list[str] = []
+
+    async def reload(reason: str) -> bool:
+        reasons.append(reason)
+        return answers[len(reasons) - 1] if len(reasons) <= len(answers) else True
+
+    async def main() -> None:
+        await team.load(timeout=1)
+        source.objs = [obj("a", "r", spec("m"))]  # a MetricRule appears after start
+        task = asyncio.create_task(team.run(reload, lambda: None))
+        deadline = asyncio.get_running_loop().time() + 10
+        while len(reasons) < 3 and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    assert reasons == ["MetricRules changed"] * 3  # retried while it failed
+    assert not team._unapplied
