@@ -32,6 +32,8 @@ from adapter.rules import SourcedRule, parse_metric_rule_spec
 log = logging.getLogger(__name__)
 
 ReloadFn = Callable[[str], Awaitable[bool]]
+# rules (custom and external together) one MetricRule may hold: each costs a discovery query per relist
+MAX_RULES = 50
 Key = tuple[str, str]  # (namespace, name)
 
 
@@ -54,6 +56,8 @@ def judge(obj: MetricRuleObject, mapper: ResourceMapper) -> Verdict:
              *(SourcedRule(r, source, "externalRules", i, obj.namespace) for i, r in enumerate(spec.external_rules)))
     if not rules:
         return Verdict(obj, (), f"{source}: spec: no rules and no externalRules: nothing to serve")
+    if len(rules) > MAX_RULES:
+        return Verdict(obj, (), f"{source}: spec: {len(rules)} rules; at most {MAX_RULES} per MetricRule")
     try:
         for r in rules:
             validate(MetricNamer.compile(r, mapper))

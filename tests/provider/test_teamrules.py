@@ -69,6 +69,8 @@ def test_judge_names_the_metricrule_rule_and_field() -> None:
     assert bad.rules == () and bad.error.startswith("metricrule:a/r: rules[0].metricsQuery: invalid PromQL")
     assert judge(obj("a", "r", {}), MAPPER).error == \
         "metricrule:a/r: spec: no rules and no externalRules: nothing to serve"
+    many = {"rules": spec("m")["rules"] * 30, "externalRules": spec("m")["rules"] * 21}
+    assert judge(obj("a", "r", many), MAPPER).error == "metricrule:a/r: spec: 51 rules; at most 50 per MetricRule"
     assert judge(obj("a", "r", {"rules": [{"seriesQuery": "q"}]}), MAPPER).error == \
         "metricrule:a/r: rules[0].metricsQuery: Field required"
 
