@@ -310,7 +310,7 @@ def policies(default: Policy) -> Callable[[MetricNamer], Policy]:
     cache: dict[str, Policy] = {}
 
     def policy_for(namer: MetricNamer) -> Policy:
-        p = cache.get(namer.where) if namer.confined_to is None else None  # a MetricRule's rules change
+        p = cache.get(namer.where)
         if p is None:
             rule = namer.sourced.rule
             p = Policy(
@@ -318,7 +318,6 @@ def policies(default: Policy) -> Callable[[MetricNamer], Policy]:
                 max_age=parse_duration(rule.max_age, "maxAge") if rule.max_age else default.max_age,
                 cache_ttl=parse_duration(rule.cache_ttl, "cacheTTL") if rule.cache_ttl else default.cache_ttl,
             )
-            if namer.confined_to is None:
-                cache[namer.where] = p
+            cache[namer.where] = p
         return p
     return policy_for
