@@ -127,6 +127,12 @@ class Metrics:
             ("reason",), registry=r)
         for reason in WITHHELD_REASONS:
             self.values_withheld.labels(reason)
+        self.tenancy_denials = Counter(
+            f"{p}_tenancy_denied_total", "Requests answered 403 by tenancy, by reason: unmapped (the namespace "
+            "maps to no tenant and tenancy.unmapped is deny), cluster_scoped (a cluster-scoped object, no "
+            "tenancy.clusterScoped tenant).", ("reason",), registry=r)
+        for reason in ("unmapped", "cluster_scoped"):
+            self.tenancy_denials.labels(reason)
         # Pre-create the known label combinations so rates work from the first scrape.
         for endpoint in ENDPOINTS:
             self.prometheus_query_duration.labels(endpoint)
@@ -234,6 +240,9 @@ class Metrics:
 
     def withheld(self, reason: str, count: int = 1) -> None:
         self.values_withheld.labels(reason).inc(count)
+
+    def tenancy_denied(self, reason: str) -> None:
+        self.tenancy_denials.labels(reason).inc()
 
     # -- exposition ------------------------------------------------------------------------
 

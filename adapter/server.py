@@ -8,7 +8,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,11 +28,12 @@ from adapter.backends.prometheus import PrometheusBackend, PrometheusConfig
 from adapter.cache import LastKnownStore
 from adapter.errors import ConfigError
 from adapter.memory import TRACEMALLOC_ENV, snapshots_on_signal, tls_read_buffer, trim, tune_malloc
+from adapter.model import DEFAULT_TARGET, QueryResult, Target
 from adapter.naming.query import MetricNamer, RuleError
 from adapter.naming.resources import StaticResourceMapper
 from adapter.naming.validate import validate
 from adapter.observability import Metrics
-from adapter.ports import ObjectResolver, ResourceMapper
+from adapter.ports import Namespaces, ObjectResolver, ResourceMapper
 from adapter.provider.custom import CustomMetricsProvider, policies
 from adapter.provider.discovery import Relister, RuleStatus
 from adapter.provider.explainer import Explainer
@@ -42,6 +43,7 @@ from adapter.provider.external import ExternalMetricsProvider
 from adapter.provider.objects import KsmObjectResolver
 from adapter.provider.registry import SeriesIndex
 from adapter.provider.runner import QueryRunner
+from adapter.provider.tenancy import Tenancy, tenant_series
 from adapter.provider.values import Freshness, Policy
 from adapter.rules import LoadedRules, load_rules
 from adapter.settings import Settings
@@ -95,7 +97,7 @@ def prometheus_backend(st: Settings, on_call: Callable[[str, str, float], None] 
 
 def build(st: Settings, *, registry: CollectorRegistry | None = None,
           mapper: ResourceMapper | None = None, resolver: ObjectResolver | None = None,
-          wrap: Callable[[ASGIApp], ASGIApp] | None = None) -> Built:
+          wrap: Callable[[ASGIApp], ASGIApp] | None = None, namespaces: Namespaces | None = None) -> Built:
     rules = load_rules(st.config, st.presets)
     if not rules.rules and not rules.external_rules:
         raise ConfigError(f"{st.config or 'presets'}: no rules and no externalRules: nothing to serve")
@@ -107,7 +109,14 @@ def build(st: Settings, *, registry: CollectorRegistry | None = None,
         metrics.observe_query(endpoint, seconds, None if outcome == "success" else outcome)
 
     backend = prometheus_backend(st, on_call=on_call, on_reachable=metrics.set_prometheus_up)
-    runner = QueryRunner(backend.query, ttl=st.cache_ttl, max_entries=st.cache_max_entries,
+    tenancy = None if rules.tenancy is None else Tenancy(rules.tenancy, namespaces, str(st.config),
+                                                         on_denied=metrics.tenancy_denied)
+
+    def query(promql: str, target: Target = DEFAULT_TARGET) -> Awaitable[QueryResult]:
+        return backend.query(promql, target.tenant)
+
+    series = backend.series if tenancy is None else tenant_series(backend.series, tenancy)
+    runner = QueryRunner(query, ttl=st.cache_ttl, max_entries=st.cache_max_entries,
                          on_event=metrics.cache_observer("query"), on_rule_query=metrics.observe_rule_query)
 
     def rule_id(namer: MetricNamer) -> tuple[str, str]:
@@ -123,14 +132,14 @@ def build(st: Settings, *, registry: CollectorRegistry | None = None,
             metrics.observe_rule_discovery(*rule_id(namer), ok=not err)
         trim()  # the relist's transient allocations (and any burst's) go back to the system
 
-    relister = Relister(custom_namers, external_namers, backend.series, st.metrics_relist_interval,
+    relister = Relister(custom_namers, external_namers, series, st.metrics_relist_interval,
                         st.series_max_age, on_relist=on_relist)
     freshness = Freshness(LastKnownStore(max_entries=st.cache_max_entries), st.max_value_age, time.time,
                           metrics.observe_value_age, metrics.withheld)
     policy_for = policies(Policy(missing=st.missing_data, max_age=st.max_value_age))
-    resolver = resolver or KsmObjectResolver(runner)
-    custom = CustomMetricsProvider(relister, mapper, resolver, runner, freshness, policy_for)
-    external = ExternalMetricsProvider(relister, runner, freshness, policy_for) if external_namers else None
+    resolver = resolver or KsmObjectResolver(runner, tenancy)
+    custom = CustomMetricsProvider(relister, mapper, resolver, runner, freshness, policy_for, tenancy)
+    external = ExternalMetricsProvider(relister, runner, freshness, policy_for, tenancy) if external_namers else None
     handlers = Handlers(custom, external, st.request_timeout)
 
     def readiness() -> tuple[bool, str]:
@@ -139,7 +148,7 @@ def build(st: Settings, *, registry: CollectorRegistry | None = None,
         # /metrics, the log, and the answers (a metric whose discovery never succeeded answers 503)
         return True, ""
 
-    explainer = Explainer(custom, external, runner, relister, backend.series)
+    explainer = Explainer(custom, external, runner, relister, series)
     explain = explain_routes(explainer, st.request_timeout, custom.list_metrics,
                              external.list_metrics if external is not None else list)
     app = create_app(handlers, readiness, metrics, external_enabled=external is not None, wrap=wrap,
@@ -174,7 +183,8 @@ async def run(st: Settings) -> None:
         if kube is not None:
             await asyncio.get_running_loop().run_in_executor(None, kube.mapper.start)
         built = build(st, mapper=kube.mapper if kube else None, resolver=kube.objects if kube else None,
-                      wrap=lambda app: SecurityMiddleware(app, authn, authz))
+                      wrap=lambda app: SecurityMiddleware(app, authn, authz),
+                      namespaces=kube.namespaces if kube else None)
         cert, key = serving_cert(st)
         ctx = build_server_ssl_context(str(cert), str(key), list(await authn.trust_bundle()))
         authn.attach_ssl_context(ctx)

@@ -122,9 +122,9 @@ class Tenancy:
             if not _templated(spec):
                 out[self.tenant(name)] = None
         for ns, meta in sorted(per_ns.items()):
-            name = self._mapped(ns, meta) or (None if self.cfg.unmapped == DENY else self.cfg.unmapped)
-            if name is not None:
-                out[self.tenant(name, ns)] = None
+            mapped = self._mapped(ns, meta) or (None if self.cfg.unmapped == DENY else self.cfg.unmapped)
+            if mapped is not None:
+                out[self.tenant(mapped, ns)] = None
         return list(out)
 
 
@@ -138,7 +138,9 @@ def tenant_series(series: TenantSeries, tenancy: Tenancy, backend: str = DEFAULT
     shared dict per series shape, as ``PrometheusBackend.series_sync`` gives). Any tenant failing fails
     the call: the relister then keeps that seriesQuery's last good series."""
     if not tenancy.applies_to(backend):
-        return lambda match, max_age: series(match, max_age)
+        async def untenanted(match: str, max_age: float) -> list[dict[str, str]]:
+            return await series(match, max_age)
+        return untenanted
 
     async def union(match: str, max_age: float) -> list[dict[str, str]]:
         tenants = tenancy.discovery_tenants()
