@@ -20,6 +20,7 @@ from adapter.model import (
     Target,
 )
 from adapter.naming.query import CLUSTER, NAMES, NAMESPACE, MetricNamer
+from adapter.naming.resources import NAMESPACES
 from adapter.naming.shape import QueryPlan
 from adapter.ports import ObjectResolver, ResourceMapper
 from adapter.provider.discovery import Relister
@@ -116,7 +117,7 @@ class CustomMetricsProvider:
     async def get_by_name(self, resource: str, namespace: str, name: str, metric: str,
                           metric_selector: Selector) -> CustomValue:
         info = self.mapper.resolve(resource)
-        target = await self._target(info, namespace)
+        target = await self._target(info, namespace, name)
         namer, series = self._entry(info, namespace, metric, name)
         if await self.resolver.exists(info, namespace, name) is False:
             raise NotFound(f'{info.group_resource.resource} "{name}" not found',
@@ -143,11 +144,14 @@ class CustomMetricsProvider:
             raise MetricNotFound(metric, str(info.group_resource), selector=selector.raw or "")
         return values
 
-    async def _target(self, info: ResourceInfo, namespace: str) -> Target:
+    async def _target(self, info: ResourceInfo, namespace: str, name: str = "") -> Target:
         """Tenancy (before anything else, so a denied namespace learns nothing, not even which metrics
-        exist): the target this request's queries go to; ``Forbidden`` when denied."""
+        exist): the target this request's queries go to; ``Forbidden`` when denied. One Namespace
+        object by name (``namespaces/<ns>/metrics/<metric>``) goes as that namespace's tenant."""
         if self.tenancy is None:
             return DEFAULT_TARGET
+        if info.group_resource == NAMESPACES and name:
+            return await self.tenancy.target(name)
         return await self.tenancy.target(namespace if info.namespaced else "")
 
     def _mode(self, namer: MetricNamer, info: ResourceInfo, namespace: str, names: Sequence[str] | None) -> str:
@@ -181,7 +185,8 @@ class CustomMetricsProvider:
             trace.mode, trace.query = mode, rendered.query
             trace.label_matchers, trace.group_by = rendered.label_matchers, rendered.group_by
         # tenancy: every selector of every query sent carries the namespace, whatever the template does
-        confined = {namer.namespace_label(): namespace} if self.tenancy is not None and namespace else None
+        scope = namespace or (names[0] if gr == NAMESPACES and names is not None and len(names) == 1 else "")
+        confined = {namer.namespace_label(): scope} if self.tenancy is not None and scope else None
         plan = self._plans.get(namer, rendered, confined=confined)
         if confined and trace is not None:
             trace.query = plan.value

@@ -258,3 +258,15 @@ def test_denied_before_the_metric_is_even_looked_up(tmp_path: Path) -> None:
 def _sel(key: str, value: str) -> Selector:
     from adapter.model import Requirement
     return Selector((Requirement(key, "=", (value,)),), f"{key}={value}")
+
+
+@pytest.mark.parametrize("metric", ["plain", "no_matchers", "or"])
+def test_one_namespace_object_goes_as_its_tenant(tmp_path: Path, metric: str) -> None:
+    """``namespaces/<ns>/metrics/<metric>``: root-scoped, but one namespace: its tenant, confined to it."""
+    from adapter.errors import NotFound
+    custom, _, sent = _providers(tmp_path)
+    with pytest.raises(NotFound):
+        asyncio.run(custom.get_by_name("namespaces", "", "app-b", metric, Selector()))  # type: ignore[attr-defined]
+    _confined(sent, "app-b", "team-b")
+    with pytest.raises(Forbidden):  # every namespace at once would span tenants
+        asyncio.run(custom.get_by_selector("namespaces", "", Selector(), metric, Selector()))  # type: ignore[attr-defined]
