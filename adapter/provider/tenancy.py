@@ -44,7 +44,10 @@ class Tenancy:
             raise ConfigError(f"{source}: tenancy.{key}: needs a Kubernetes API to read namespaces "
                               "(--lister-kubeconfig, or run in a pod); use tenancy.namespaces without one")
         self.cfg = cfg
-        self.namespaces = namespaces if (cfg.namespace_label or cfg.namespace_annotation) else None
+        self._by_meta = bool(cfg.namespace_label or cfg.namespace_annotation)  # read the namespace's metadata
+        # the cluster's namespaces: for the mapping, and for discovery when a default tenant uses $namespace
+        default = cfg.tenants.get(cfg.unmapped)
+        self.namespaces = namespaces if self._by_meta or (default and _templated(default)) else None
         self._on_denied = on_denied
         self._clock = clock
         self._logged: dict[str, float] = {}
@@ -88,7 +91,7 @@ class Tenancy:
                            "tenancy is enforced and no clusterScoped tenant is configured")
             return Target(backend, self.tenant(self.cfg.cluster_scoped))
         meta = None
-        if self.namespaces is not None and namespace not in self.cfg.namespaces:
+        if self._by_meta and self.namespaces is not None and namespace not in self.cfg.namespaces:
             meta = await self.namespaces.namespace(namespace)
         name = self._mapped(namespace, meta)
         if name is None:

@@ -101,3 +101,22 @@ def test_annotation_maps(kube: tuple[FakeKube, KubeClients]) -> None:
                      annotations={"example.com/tenant": "team-a"})
     t = tenancy(clients, "namespaceAnnotation")
     assert tenant_of(t, "app-a") == "team-a"
+
+
+def test_prom_label_proxy_default_tenant_discovers_per_namespace(kube: tuple[FakeKube, KubeClients]) -> None:
+    """``unmapped: by-namespace`` with ``namespace: $namespace``: every namespace of the cluster is its own
+    tenant, and series discovery asks each (once the namespace list has arrived)."""
+    fk, clients = kube
+    for ns in ("app-a", "app-b"):
+        fk.put_namespace(ns)
+    cfg = parse_rules_text("""
+tenancy:
+  header: ""
+  tenants: {by-namespace: {params: {namespace: $namespace}}}
+  unmapped: by-namespace
+""", "rules.yaml").tenancy
+    assert cfg is not None
+    t = Tenancy(cfg, clients.namespaces)
+    assert asyncio.run(t.target("app-a")).tenant == Tenant("by-namespace", (), (("namespace", "app-a"),))
+    wait_until(lambda: len(t.discovery_tenants()) == 2, what="the namespace list")
+    assert t.discovery_tenants() == [Tenant("by-namespace", (), (("namespace", ns),)) for ns in ("app-a", "app-b")]
