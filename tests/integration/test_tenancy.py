@@ -244,3 +244,15 @@ def test_prom_label_proxy_style_namespace_parameter(tmp_path: Path, stores: tupl
         for r in received:
             if r.path == "/api/v1/query":
                 assert confined_to(r.promql, "namespace", r.tenant), r
+
+
+@pytest.mark.parametrize("metric", ["plain", "share_group_left", "or_other"])
+def test_explain_raw_samples_are_confined_and_tenanted(stack: Stack, metric: str) -> None:
+    """The explain API re-reads the raw samples behind a value: as the namespace's tenant, confined too."""
+    mark = stack.proxy.mark()
+    doc = get_ok(stack.ad, f"/apis/explain.accel-metrics.io/v1alpha1/namespaces/ns-a/pods/p1/{metric}")
+    assert doc["kind"] == "Explanation", doc
+    queries = stack.proxy.queries(mark)
+    assert any(r.promql.startswith("timestamp(") for r in queries), queries  # the raw samples were read
+    for r in queries:
+        assert r.tenant == "tenant-a" and confined_to(r.promql, "namespace", "ns-a"), r
