@@ -13,6 +13,7 @@ another namespace's data took part (a sum then reaches 100 or more, a share fall
 
 from __future__ import annotations
 
+import time
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,7 +24,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from adapter.demo_hpa import parse_quantity
+from tests.fakekube import FakeKube
+from tests.fakekube.tlsserver import Pki
 from tests.support.adapter import Adapter, adapter
+from tests.support.procs import free_port, python_module, running, wait_http
 from tests.support.prometheus import Prometheus
 from tests.support.stack import exporter_and_prometheus, get_ok
 from tests.support.tenantproxy import TenantProxy, confined_to, tenant_proxy
@@ -256,3 +260,50 @@ def test_explain_raw_samples_are_confined_and_tenanted(stack: Stack, metric: str
     assert any(r.promql.startswith("timestamp(") for r in queries), queries  # the raw samples were read
     for r in queries:
         assert r.tenant == "tenant-a" and confined_to(r.promql, "namespace", "ns-a"), r
+
+
+def test_cluster_mode_namespace_label_picks_the_tenant(tmp_path: Path, stores: tuple[Prometheus, Prometheus]) -> None:
+    """In a cluster: the tenant comes from the namespace's label (a metadata-only watch of namespaces on
+    the fake Kubernetes API), follows a relabelling, and an unlabelled namespace is denied."""
+    pa, pb = stores
+    pki = Pki(tmp_path / "pki")
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(_rules().replace(
+        "  namespaces: {ns-a: tenant-a, ns-a2: tenant-a, ns-b: tenant-b}\n",
+        "  namespaceLabel: example.com/tenant\n"))
+    hpa = "system:serviceaccount:kube-system:horizontal-pod-autoscaler"
+    with FakeKube(tmp_path / "kube") as fk, tenant_proxy({"tenant-a": pa.url, "tenant-b": pb.url}) as proxy:
+        fk.state.sar_rule = lambda spec: (spec["user"] == hpa, False, "")
+        fk.set_auth_configmap(pki.auth_configmap_data())
+        fk.put_namespace("ns-a", {"example.com/tenant": "tenant-a"})
+        fk.put_namespace("ns-b", {"example.com/tenant": "tenant-b"})
+        fk.put_namespace("ns-a2")
+        for ns, pod in (("ns-a", "p1"), ("ns-a", "p2"), ("ns-b", "p1"), ("ns-a2", "p1")):
+            fk.add_pod(ns, pod, {"app": "x"})
+        port = free_port()
+        log = tmp_path / "adapter.log"
+        cmd = python_module("adapter", "serve", "--config", str(rules), "--prometheus-url", proxy.url,
+                            "--secure-port", str(port), "--bind-address", "127.0.0.1",
+                            "--tls-cert-file", str(pki.cert("serving")), "--tls-private-key-file",
+                            str(pki.key("serving")), "--lister-kubeconfig", str(fk.kubeconfig),
+                            "--metrics-relist-interval", "1s", "--metrics-max-age", "15s")
+        with running(cmd, log) as proc, pki.client(f"https://127.0.0.1:{port}", "front-proxy-client") as c:
+            wait_http(f"https://127.0.0.1:{port}/readyz", timeout=60, proc=proc)
+
+            def get(path: str, want: int = 200) -> dict[str, object]:
+                deadline = time.monotonic() + 20
+                while True:
+                    r = c.get(path, headers={"X-Remote-User": hpa})
+                    if r.status_code == want or time.monotonic() > deadline:
+                        assert r.status_code == want, (path, r.status_code, r.text, log.read_text()[-2000:])
+                        return dict(r.json())
+
+            assert _values(get(f"{CM2}/namespaces/ns-a/pods/%2A/plain?labelSelector=app%3Dx")) == {"p1": 1, "p2": 2}
+            assert _values(get(f"{CM2}/namespaces/ns-b/pods/p1/plain")) == {"p1": 5001}
+            assert get(f"{CM2}/namespaces/ns-a2/pods/p1/plain", 403)["reason"] == "Forbidden"
+            fk.put_namespace("ns-a2", {"example.com/tenant": "tenant-b"})  # now tenant-b's: B has no ns-a2 data
+            assert get(f"{CM2}/namespaces/ns-a2/pods/p1/plain", 404)["reason"] == "NotFound"
+            fk.put_namespace("ns-a2", {"example.com/tenant": "tenant-a"})
+            assert _values(get(f"{CM2}/namespaces/ns-a2/pods/p1/plain")) == {"p1": 201}
+        with proxy.lock:
+            assert all(r.tenant in ("tenant-a", "tenant-b") and r.status == 200 for r in proxy.received)
