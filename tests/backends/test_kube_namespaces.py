@@ -4,8 +4,7 @@ fake Kubernetes API (real HTTPS, the real ``kubernetes`` client)."""
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,6 +15,7 @@ from adapter.errors import Forbidden
 from adapter.model import Tenant
 from adapter.provider.tenancy import Tenancy
 from adapter.rules import parse_rules_text
+from tests.backends.test_kubernetes import wait_until
 from tests.fakekube import FakeKube
 
 RULES = """
@@ -25,14 +25,6 @@ tenancy:
   {key}: example.com/tenant
   unmapped: deny
 """
-
-
-def wait_until(pred: Callable[[], bool], timeout: float = 20.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
 
 
 @pytest.fixture

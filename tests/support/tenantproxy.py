@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import contextlib
 import threading
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import promql_parser as pp
+
+from tests.support.proxy import forward, serving
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,7 @@ def tenant_proxy(upstreams: Mapping[str, str], *, mode: str = "header", header: 
             elif upstream is None:
                 status, data = 403, b"unknown tenant"
             else:
-                status, data = self._upstream(upstream, body)
+                status, data = forward(upstream, self, body)
             with proxy.lock:
                 proxy.received.append(Received(parsed.path, tenant, promql, status))
             with contextlib.suppress(BrokenPipeError, ConnectionResetError):
@@ -106,31 +106,11 @@ def tenant_proxy(upstreams: Mapping[str, str], *, mode: str = "header", header: 
                 self.end_headers()
                 self.wfile.write(data)
 
-        def _upstream(self, upstream: str, body: bytes) -> tuple[int, bytes]:
-            req = urllib.request.Request(upstream + self.path, data=body or None, method=self.command)
-            if body:
-                req.add_header("Content-Type", self.headers.get("Content-Type", ""))
-            try:
-                with urllib.request.urlopen(req, timeout=30) as r:
-                    return r.status, r.read()
-            except urllib.error.HTTPError as e:
-                return e.code, e.read()
-            except OSError:
-                return 502, b"upstream unreachable"
-
         do_GET = _forward
         do_POST = _forward
 
         def log_message(self, *_: object) -> None:
             return
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    proxy.url = f"http://127.0.0.1:{server.server_address[1]}"
-    t = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
-    t.start()
-    try:
+    with serving(Handler) as proxy.url:
         yield proxy
-    finally:
-        server.shutdown()
-        server.server_close()
