@@ -145,7 +145,7 @@ class QueryRunner:
         return await self._send(promql, target)
 
     def _send(self, promql: str, target: Target) -> Awaitable[QueryResult]:
-        return self._query(promql) if target == DEFAULT_TARGET else self._query(promql, target)
+        return self._query(promql) if _default(target) else self._query(promql, target)
 
     async def _load_combined(self, promql: str, target: Target) -> QueryResult:
         return split_ages(await self._send(promql, target))
@@ -168,6 +168,10 @@ class QueryRunner:
 
 def _key(promql: str, target: Target) -> str | tuple[str, Target]:
     """The cache key: the query text alone for the default target (as before), else with its target."""
-    if target != DEFAULT_TARGET:
+    if not _default(target):
         return (promql, target)
     return sys.intern(promql) if len(promql) < 512 else promql
+
+
+def _default(target: Target) -> bool:
+    return target is DEFAULT_TARGET or target == DEFAULT_TARGET
