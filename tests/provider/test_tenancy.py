@@ -270,3 +270,13 @@ def test_one_namespace_object_goes_as_its_tenant(tmp_path: Path, metric: str) ->
     _confined(sent, "app-b", "team-b")
     with pytest.raises(Forbidden):  # every namespace at once would span tenants
         asyncio.run(custom.get_by_selector("namespaces", "", Selector(), metric, Selector()))  # type: ignore[attr-defined]
+
+
+def test_a_rules_reload_keeps_the_tenancy_block(tmp_path: Path) -> None:
+    """The reload path (``RuleSource.read``) rebuilds LoadedRules: tenancy must survive it, or a reload
+    would silently turn enforcement off."""
+    from adapter.reload import RuleSource
+    f = tmp_path / "rules.yaml"
+    f.write_text(_rules_text())
+    _, rules = RuleSource(f, ()).read()
+    assert rules.tenancy == config(BASE)
