@@ -280,3 +280,20 @@ def test_a_rules_reload_keeps_the_tenancy_block(tmp_path: Path) -> None:
     f.write_text(_rules_text())
     _, rules = RuleSource(f, ()).read()
     assert rules.tenancy == config(BASE)
+
+
+def test_a_plan_that_cannot_be_proved_confined_is_a_500_never_sent(tmp_path: Path) -> None:
+    from adapter.errors import InternalError
+    from adapter.model import GroupResource
+    from adapter.naming.query import MetricNamer
+    from adapter.provider.plans import Plans
+    from adapter.rules import SourcedRule
+    rf = parse_rules_text(_rules_text(), "rules.yaml")
+    namer = MetricNamer.compile(SourcedRule(rf.rules[0], "rules.yaml", "rules", 0), StaticResourceMapper())
+    rendered = namer.render_custom("m", GroupResource("", "pods"), "app-a", ["p1"], Selector())
+    plan = Plans().get(namer, rendered, confined={"namespace": "app-a"})
+    assert confined_to(plan.send, "namespace", "app-a") and plan.age is not None
+    assert confined_to(plan.age, "namespace", "app-a")
+    with pytest.raises(InternalError) as e:  # confine refuses (here: not a label name): never sent
+        Plans().get(namer, rendered, confined={"name-space": "app-a"})
+    assert e.value.code == 500
