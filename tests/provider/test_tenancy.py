@@ -297,3 +297,17 @@ def test_a_plan_that_cannot_be_proved_confined_is_a_500_never_sent(tmp_path: Pat
     with pytest.raises(InternalError) as e:  # confine refuses (here: not a label name): never sent
         Plans().get(namer, rendered, confined={"name-space": "app-a"})
     assert e.value.code == 500
+
+
+def test_discovery_fails_whole_when_a_tenant_fails() -> None:
+    """One tenant's /api/v1/series failing fails that seriesQuery's discovery (the relister then keeps
+    its last good series): a partial union would drop the failing tenant's metrics."""
+    from adapter.errors import Unavailable
+    t = Tenancy(config(BASE), None)
+
+    async def series(match: str, max_age: float, tenant: Tenant | None = None) -> list[dict[str, str]]:
+        if tenant is not None and tenant.name == "team-b":
+            raise Unavailable("Prometheus is unreachable")
+        return [{"__name__": "m", "namespace": "", "pod": ""}]
+    with pytest.raises(Unavailable):
+        asyncio.run(tenant_series(series, t)("m", 60))
