@@ -42,6 +42,8 @@ class TenantSpec(_Strict):
 
     @model_validator(mode="after")
     def _clean(self) -> TenantSpec:
+        if self.org_id is not None and (not self.org_id or any(c in self.org_id for c in "\r\n\0")):
+            raise ValueError("orgID: must be a non-empty header value without control characters")
         for name, value in self.headers.items():
             if not _TOKEN.fullmatch(name):
                 raise ValueError(f"headers: {name!r} is not a valid HTTP header name")

@@ -118,6 +118,12 @@ def test_config_errors_inside_a_tenant() -> None:
         parse_rules_text("tenancy:\n  tenants:\n    a: {params: {query: x}}\n", "rules.yaml")
     assert str(e.value).startswith("rules.yaml: tenancy.tenants.a: Value error, params: 'query' cannot be set")
     with pytest.raises(ConfigError) as e:
+        parse_rules_text('tenancy:\n  tenants:\n    a: {orgID: "x\\ny"}\n', "rules.yaml")
+    assert "tenancy.tenants.a: Value error, orgID: must be a non-empty header value" in str(e.value)
+    with pytest.raises(ConfigError) as e:
+        parse_rules_text("tenancy:\n  tenants:\n    a: {headers: {X-A: \"b\\rc\"}}\n", "rules.yaml")
+    assert "headers.X-A: control characters are not allowed" in str(e.value)
+    with pytest.raises(ConfigError) as e:
         parse_rules_text("tenancy:\n  tenants:\n    a: {}\n  namespaces: {x: b}\n", "rules.yaml")
     assert "namespaces.x: unknown tenant 'b'" in str(e.value)
 
