@@ -145,6 +145,12 @@ class Metrics:
             ("reason",), registry=r)
         for reason in WITHHELD_REASONS:
             self.values_withheld.labels(reason)
+        self.tenancy_denials = Counter(
+            f"{p}_tenancy_denied_total", "Requests answered 403 by tenancy, by reason: unmapped (the namespace "
+            "maps to no tenant and tenancy.unmapped is deny), cluster_scoped (a cluster-scoped object, no "
+            "tenancy.clusterScoped tenant).", ("reason",), registry=r)
+        for reason in ("unmapped", "cluster_scoped"):
+            self.tenancy_denials.labels(reason)
         # Prometheus's own config reload metrics, same meaning (prometheus_config_last_reload_*)
         self.config_last_reload_successful = Gauge(
             f"{p}_config_last_reload_successful", "Whether the last rules (re)load attempt succeeded (1) or "
@@ -300,6 +306,9 @@ class Metrics:
 
     def withheld(self, reason: str, count: int = 1) -> None:
         self.values_withheld.labels(reason).inc(count)
+
+    def tenancy_denied(self, reason: str) -> None:
+        self.tenancy_denials.labels(reason).inc()
 
     # -- exposition ------------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from types import UnionType
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 
 import yaml
 from pydantic import (
@@ -38,10 +38,12 @@ from pydantic import (
 from adapter.backend_config import BackendSpec, check_backends
 from adapter.errors import ConfigError
 from adapter.model import DEFAULT_BACKEND
+from adapter.tenancy_config import TenancyConfig
 
 log = logging.getLogger(__name__)
 
 PRESET_PACKAGE = "adapter.presets"
+_M = TypeVar("_M", bound=BaseModel)
 
 
 class _Strict(BaseModel):
@@ -132,6 +134,15 @@ class RulesFile(_Strict):
                             Discriminator(lambda v: "name" if isinstance(v, str) else "entry")]] = Field(
         default_factory=list)
     backends: list[BackendSpec] = Field(default_factory=list)
+    tenancy: TenancyConfig | None = None  # namespaces -> tenants, enforced (adapter.tenancy_config)
+
+
+class MetricRuleSpec(_Strict):
+    """``spec`` of a namespaced ``MetricRule`` (accel-metrics.io/v1alpha1): the rules file's two rule
+    lists, with the same fields; its rules are confined to the MetricRule's namespace."""
+
+    rules: list[DiscoveryRule] = Field(default_factory=list)
+    external_rules: list[DiscoveryRule] = Field(default_factory=list, alias="externalRules")
 
 
 @dataclass(frozen=True)
@@ -139,9 +150,11 @@ class SourcedRule:
     """A rule and where it came from, for error messages and ``explain``."""
 
     rule: DiscoveryRule
-    source: str  # file path or "preset:<name>"
+    source: str  # file path, "preset:<name>" or "metricrule:<namespace>/<name>"
     list_name: str  # "rules" or "externalRules"
     index: int
+    # a MetricRule's namespace: its metrics exist only there and its queries are confined to it
+    namespace: str | None = None
     backend: str = DEFAULT_BACKEND  # where its series are discovered and its queries sent
 
     @property
@@ -154,6 +167,7 @@ class LoadedRules:
     rules: tuple[SourcedRule, ...]
     external_rules: tuple[SourcedRule, ...]
     presets: tuple[str, ...]
+    tenancy: TenancyConfig | None = None
     backends: tuple[BackendSpec, ...] = ()
 
 
@@ -162,7 +176,9 @@ _ALIASES = {"series_query": "seriesQuery", "series_filters": "seriesFilters", "m
             "is_not": "isNot", "missing_data": "missingData", "max_age": "maxAge", "cache_ttl": "cacheTTL",
             "query_params": "queryParams", "max_concurrency": "maxConcurrency", "bearer_token_file": "bearerTokenFile",
             "basic_auth_file": "basicAuthFile", "ca_file": "caFile", "cert_file": "certFile", "key_file": "keyFile",
-            "role_arn": "roleArn", "external_id": "externalId", "mtls": "mTLS"}
+            "role_arn": "roleArn", "external_id": "externalId", "mtls": "mTLS",
+            "org_id": "orgID", "namespace_label": "namespaceLabel",
+            "namespace_annotation": "namespaceAnnotation", "cluster_scoped": "clusterScoped"}
 
 
 def _loc(loc: tuple[int | str, ...]) -> str:
@@ -181,33 +197,50 @@ def parse_rules_text(text: str, source: str) -> RulesFile:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise ConfigError(f"{source}: not valid YAML: {e}") from e
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{source}: the top level must be a mapping with 'rules' and/or 'externalRules'")
-    try:
-        rf = RulesFile.model_validate(data)
-    except ValidationError as e:
-        raise ConfigError(f"{source}: {_first_error(e)}") from e
+    rf = _validated(RulesFile, {} if data is None else data, source, "the top level")
     problem = check_backends(rf.backends) or _unknown_backend(rf)
     if problem:
         raise ConfigError(f"{source}: {problem}")
     return rf
 
 
+def parse_metric_rule_spec(spec: Any, source: str) -> MetricRuleSpec:
+    """A MetricRule's ``spec``, strictly, with the rules file's errors (``metricrule:ns/name: rules[0]...``).
+    Its rules run on the default backend: a ``backend:`` there is an error, not silently ignored."""
+    ms = _validated(MetricRuleSpec, spec, source, "spec")
+    for lst, rules in (("rules", ms.rules), ("externalRules", ms.external_rules)):
+        for i, r in enumerate(rules):
+            if r.backend is not None:
+                raise ConfigError(f"{source}: {lst}[{i}].backend: a MetricRule's rules use the default backend")
+    return ms
+
+
+def _validated(model: type[_M], data: Any, source: str, what: str) -> _M:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: {what} must be a mapping with 'rules' and/or 'externalRules'")
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(f"{source}: {_first_error(e, model)}") from e
+
+
 def _unknown_backend(rf: RulesFile) -> str | None:
-    """``rules[i].backend: ...`` for the first rule or preset entry naming a backend not configured."""
+    """``rules[i].backend: ...`` for the first rule, preset entry or tenancy backend naming a backend not
+    configured."""
     known = [DEFAULT_BACKEND, *(b.name for b in rf.backends)]
-    entries = [(f"{lst}[{i}]", r.backend) for lst, rules in (("rules", rf.rules), ("externalRules", rf.external_rules))
+    entries = [(f"{lst}[{i}].backend", r.backend) for lst, rules in (("rules", rf.rules),
+                                                                       ("externalRules", rf.external_rules))
                for i, r in enumerate(rules)]
-    entries += [(f"presets[{i}]", p.backend) for i, p in enumerate(rf.presets) if isinstance(p, PresetRef)]
+    entries += [(f"presets[{i}].backend", p.backend) for i, p in enumerate(rf.presets) if isinstance(p, PresetRef)]
+    if rf.tenancy is not None:
+        entries += [(f"tenancy.backends[{i}]", b) for i, b in enumerate(rf.tenancy.backends or ())]
     for where, name in entries:
         if name is not None and name not in known:
-            return f"{where}.backend: unknown backend {name!r} (configured: {', '.join(known)})"
+            return f"{where}: unknown backend {name!r} (configured: {', '.join(known)})"
     return None
 
 
-def _first_error(e: ValidationError) -> str:
+def _first_error(e: ValidationError, root: type[BaseModel] = RulesFile) -> str:
     """The error to show: an unknown key first, with the closest known field, since a misspelt key also
     makes the field it meant "required" (that consequence is not counted as one more error)."""
     errors = e.errors()
@@ -216,7 +249,7 @@ def _first_error(e: ValidationError) -> str:
     loc = tuple(first["loc"])
     msg, meant = first["msg"], None
     if unknown:
-        model = _model_at(loc[:-1])
+        model = _model_at(loc[:-1], root)
         known = sorted(f.alias or n for n, f in model.model_fields.items()) if model else []
         close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
         meant = _aliased((*loc[:-1], close[0])) if close else None
@@ -231,9 +264,9 @@ def _aliased(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
     return tuple(_ALIASES.get(p, p) if isinstance(p, str) else p for p in loc)
 
 
-def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
+def _model_at(loc: tuple[int | str, ...], root: type[BaseModel] = RulesFile) -> type[BaseModel] | None:
     """The model that the mapping at ``loc`` (a pydantic error location) is validated as."""
-    t: Any = RulesFile
+    t: Any = root
     for part in loc:
         t = _optional_inner(t)
         if isinstance(t, type) and issubclass(t, BaseModel):
@@ -278,6 +311,7 @@ def load_rules(config: Path | None, presets: tuple[str, ...] = ()) -> LoadedRule
     Presets come first and the user's rules after them: a metric name produced by several rules belongs
     to the last one (as in prometheus-adapter), so a user rule overrides a preset metric of that name."""
     user: tuple[list[SourcedRule], list[SourcedRule]] = ([], [])
+    tenancy: TenancyConfig | None = None
     wanted: list[tuple[str, dict[str, float], str]] = []
     backends: tuple[BackendSpec, ...] = ()
     if config is not None:
@@ -289,13 +323,14 @@ def load_rules(config: Path | None, presets: tuple[str, ...] = ()) -> LoadedRule
         if rf.resource_rules is not None:
             log.warning("%s: resourceRules (metrics.k8s.io) are not served by this adapter and are ignored",
                         config)
-        user = ([SourcedRule(r, str(config), "rules", i, r.backend or DEFAULT_BACKEND)
+        user = ([SourcedRule(r, str(config), "rules", i, backend=r.backend or DEFAULT_BACKEND)
                  for i, r in enumerate(rf.rules)],
-                [SourcedRule(r, str(config), "externalRules", i, r.backend or DEFAULT_BACKEND)
+                [SourcedRule(r, str(config), "externalRules", i, backend=r.backend or DEFAULT_BACKEND)
                  for i, r in enumerate(rf.external_rules)])
         wanted += [(p, {}, DEFAULT_BACKEND) if isinstance(p, str) else
                    (p.name, dict(p.params), p.backend or DEFAULT_BACKEND) for p in rf.presets]
         backends = tuple(rf.backends)
+        tenancy = rf.tenancy
     wanted += [(p, {}, DEFAULT_BACKEND) for p in presets]
     rules: list[SourcedRule] = []
     external: list[SourcedRule] = []
@@ -316,6 +351,7 @@ def load_rules(config: Path | None, presets: tuple[str, ...] = ()) -> LoadedRule
         except ConfigError as e:
             raise ConfigError(f"{config}: presets: {e}" if config is not None else str(e)) from e
         pf = parse_rules_text(text, source)
-        rules += [SourcedRule(r, source, "rules", i, backend) for i, r in enumerate(pf.rules)]
-        external += [SourcedRule(r, source, "externalRules", i, backend) for i, r in enumerate(pf.external_rules)]
-    return LoadedRules((*rules, *user[0]), (*external, *user[1]), tuple(seen), backends)
+        rules += [SourcedRule(r, source, "rules", i, backend=backend) for i, r in enumerate(pf.rules)]
+        external += [SourcedRule(r, source, "externalRules", i, backend=backend)
+                     for i, r in enumerate(pf.external_rules)]
+    return LoadedRules((*rules, *user[0]), (*external, *user[1]), tuple(seen), tenancy, backends)

@@ -12,7 +12,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -33,14 +33,14 @@ from adapter.backends.router import Backends, OnCall, OnReachable, spec_config
 from adapter.cache import LastKnownStore
 from adapter.errors import ConfigError
 from adapter.memory import TRACEMALLOC_ENV, snapshots_on_signal, tls_read_buffer, trim, tune_malloc
-from adapter.model import DEFAULT_BACKEND
+from adapter.model import DEFAULT_BACKEND, DEFAULT_TARGET, Target
 from adapter.naming.query import MetricNamer, RuleError
 from adapter.naming.resources import StaticResourceMapper
 from adapter.naming.validate import validate
 from adapter.observability import Metrics
-from adapter.ports import ObjectResolver, ResourceMapper
+from adapter.ports import Namespaces, ObjectResolver, ResourceMapper
 from adapter.provider.custom import CustomMetricsProvider, policies
-from adapter.provider.discovery import Relister, RuleStatus
+from adapter.provider.discovery import Relister, RuleStatus, SeriesFn
 from adapter.provider.explainer import Explainer
 from adapter.provider.explanation import GROUP as EXPLAIN_GROUP
 from adapter.provider.explanation import VERSION as EXPLAIN_VERSION
@@ -48,6 +48,8 @@ from adapter.provider.external import ExternalMetricsProvider
 from adapter.provider.objects import KsmObjectResolver
 from adapter.provider.registry import SeriesIndex
 from adapter.provider.runner import QueryRunner
+from adapter.provider.teamrules import TeamRules
+from adapter.provider.tenancy import Tenancy, tenant_series
 from adapter.provider.values import Freshness, Policy
 from adapter.reload import ExtraRules, Reloader, RuleSource, no_extra_rules
 from adapter.rules import LoadedRules
@@ -57,6 +59,7 @@ from adapter.swap import Swappable
 from adapter.tlsreload import CertReloader
 
 if TYPE_CHECKING:
+    from adapter.backends.kubernetes import KubeClients
     from adapter.backends.sigv4 import SigV4
 
 log = logging.getLogger(__name__)
@@ -92,6 +95,7 @@ class Shared:
     resolver: ObjectResolver | None
     wrap: Callable[[ASGIApp], ASGIApp] | None
     last_known: LastKnownStore[tuple[str, ...]]
+    namespaces: Namespaces | None = None  # tenancy's namespace labels/annotations (cluster mode)
 
 
 @dataclass
@@ -161,18 +165,29 @@ def backends(st: Settings, rules: LoadedRules, on_call: OnCall | None = None,
 
 def build(st: Settings, *, registry: CollectorRegistry | None = None,
           mapper: ResourceMapper | None = None, resolver: ObjectResolver | None = None,
-          wrap: Callable[[ASGIApp], ASGIApp] | None = None, extra_rules: ExtraRules = no_extra_rules) -> Built:
+          wrap: Callable[[ASGIApp], ASGIApp] | None = None, extra_rules: ExtraRules = no_extra_rules,
+          namespaces: Namespaces | None = None) -> Built:
     """The long-lived pieces, and the first core built from the rules (``build_core``, as every reload)."""
     source = RuleSource(st.config, st.presets, extra_rules)
     fingerprint, rules = source.read()
     shared = Shared(st, Metrics(registry or CollectorRegistry()), mapper or StaticResourceMapper(), resolver, wrap,
-                    LastKnownStore(max_entries=st.cache_max_entries))
+                    LastKnownStore(max_entries=st.cache_max_entries), namespaces)
     serving = Swappable(build_core(shared, rules))
     shared.metrics.config_loaded(True, initial=True)
     # a request still in flight on replaced rules has answered within the request timeout
     reloader = Reloader(source, lambda r: build_core(shared, r), serving, shared.metrics, fingerprint,
                         drain_timeout=st.request_timeout + 5.0)
     return Built(serving, reloader, shared)
+
+
+def tenanted_series(backend: Backends, tenancy: Tenancy) -> SeriesFn:
+    """Series discovery under tenancy: on each backend tenancy applies to, as every discovery tenant
+    (``tenant_series``); on the others, as the backend itself."""
+    per = {name: tenant_series(b.series, tenancy, name) for name, b in backend.by_name.items()}
+
+    def series(match: str, max_age: float, target: Target = DEFAULT_TARGET) -> Awaitable[list[dict[str, str]]]:
+        return per[target.backend](match, max_age)
+    return series
 
 
 def build_core(shared: Shared, rules: LoadedRules) -> Core:
@@ -183,6 +198,9 @@ def build_core(shared: Shared, rules: LoadedRules) -> Core:
 
     backend = backends(st, rules, on_call=metrics.backend_call, on_reachable=metrics.set_backend_up)
     metrics.backends_known(backend.names())
+    tenancy = None if rules.tenancy is None else Tenancy(rules.tenancy, shared.namespaces, str(st.config),
+                                                         on_denied=metrics.tenancy_denied)
+    series = backend.series if tenancy is None else tenanted_series(backend, tenancy)
     runner = QueryRunner(backend.query, ttl=st.cache_ttl, max_entries=st.cache_max_entries,
                          on_event=metrics.cache_observer("query"), on_rule_query=metrics.observe_rule_query)
 
@@ -196,14 +214,14 @@ def build_core(shared: Shared, rules: LoadedRules) -> Core:
             metrics.observe_rule_discovery(*rule_id(namer), ok=not err)
         trim()  # the relist's transient allocations (and any burst's) go back to the system
 
-    relister = Relister(custom_namers, external_namers, backend.series, st.metrics_relist_interval,
+    relister = Relister(custom_namers, external_namers, series, st.metrics_relist_interval,
                         st.series_max_age, on_relist=on_relist)
     freshness = Freshness(shared.last_known, st.max_value_age, time.time, metrics.observe_value_age,
                           metrics.withheld)
     policy_for = policies(Policy(missing=st.missing_data, max_age=st.max_value_age))
-    resolver = shared.resolver or KsmObjectResolver(runner)
-    custom = CustomMetricsProvider(relister, mapper, resolver, runner, freshness, policy_for)
-    external = ExternalMetricsProvider(relister, runner, freshness, policy_for) if external_namers else None
+    resolver = shared.resolver or KsmObjectResolver(runner, tenancy)
+    custom = CustomMetricsProvider(relister, mapper, resolver, runner, freshness, policy_for, tenancy)
+    external = ExternalMetricsProvider(relister, runner, freshness, policy_for, tenancy) if external_namers else None
     handlers = Handlers(custom, external, st.request_timeout)
 
     def readiness() -> tuple[bool, str]:
@@ -212,7 +230,7 @@ def build_core(shared: Shared, rules: LoadedRules) -> Core:
         # /metrics, the log, and the answers (a metric whose discovery never succeeded answers 503)
         return True, ""
 
-    explainer = Explainer(custom, external, runner, relister, backend.series)
+    explainer = Explainer(custom, external, runner, relister, series)
     explain = explain_routes(explainer, st.request_timeout, custom.list_metrics,
                              external.list_metrics if external is not None else list)
     app = create_app(handlers, readiness, metrics, external_enabled=external is not None, wrap=shared.wrap,
@@ -227,6 +245,19 @@ def serving_cert(st: Settings) -> tuple[Path, Path]:
     cert, key = certs.ensure_self_signed(st.cert_dir, hosts)
     log.warning("no --tls-cert-file given: serving a self-signed certificate", extra={"cert": str(cert)})
     return cert, key
+
+
+async def load_team_rules(st: Settings, kube: KubeClients | None) -> TeamRules | None:
+    """With ``--metric-rules``: the cluster's MetricRules, watched, judged once before serving (their
+    accepted rules are the reloader's extra rules; ``TeamRules.run`` reloads when they change)."""
+    if not st.metric_rules:
+        return None
+    if kube is None or kube.metric_rules is None:
+        raise ConfigError("--metric-rules: MetricRules are read from a cluster: give --lister-kubeconfig "
+                          "or run in a pod")
+    team = TeamRules(kube.metric_rules, kube.mapper, republish=st.metrics_relist_interval)
+    await team.load(timeout=min(30.0, st.request_timeout))
+    return team
 
 
 async def run(st: Settings) -> None:
@@ -247,8 +278,11 @@ async def run(st: Settings) -> None:
         if kube is not None:
             await asyncio.get_running_loop().run_in_executor(None, kube.mapper.start)
         seen = observe(st.config) if st.config is not None else None  # before the rules are read
+        team = await load_team_rules(st, kube)
         built = build(st, mapper=kube.mapper if kube else None, resolver=kube.objects if kube else None,
-                      wrap=lambda app: SecurityMiddleware(app, authn, authz))
+                      wrap=lambda app: SecurityMiddleware(app, authn, authz),
+                      extra_rules=team.extra_rules if team is not None else no_extra_rules,
+                      namespaces=kube.namespaces if kube else None)
         cert, key = serving_cert(st)
         ctx = build_server_ssl_context(str(cert), str(key), list(await authn.trust_bundle()))
         authn.attach_ssl_context(ctx)
@@ -266,6 +300,9 @@ async def run(st: Settings) -> None:
             watcher = ConfigWatcher(st.config, built.reloader.reload, st.config_reload_interval, seen)
             tasks.append(asyncio.create_task(watcher.run(), name="rules-watch"))
         built.reloader.start()
+        if team is not None:  # statuses once the current rules' discovery has completed
+            tasks.append(asyncio.create_task(team.run(built.reloader.reload, lambda: built.relister.index
+                                                      if built.relister.complete else None), name="metricrules"))
         remove_sighup = reload_on_sighup(built.reloader.reload)
         try:
             await server.serve()

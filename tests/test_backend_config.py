@@ -18,7 +18,7 @@ from adapter.model import DEFAULT_BACKEND, DEFAULT_TARGET, Target
 from adapter.naming.query import MetricNamer
 from adapter.naming.resources import StaticResourceMapper
 from adapter.reload import RuleSource
-from adapter.rules import load_rules, parse_rules_text
+from adapter.rules import load_rules, parse_metric_rule_spec, parse_rules_text
 
 RULE = """- seriesQuery: 'up{namespace!="",pod!=""}'
   resources: {template: <<.Resource>>}
@@ -96,6 +96,8 @@ rules:
      "rules.yaml: externalRules[0].backend: unknown backend 'amp' (configured: default)"),
     ("presets: [vllm, {name: aws-neuron, backend: amp}]",
      "rules.yaml: presets[1].backend: unknown backend 'amp' (configured: default)"),
+    ("tenancy: {tenants: {a: {}}, unmapped: a, backends: [default, mimir]}",
+     "rules.yaml: tenancy.backends[1]: unknown backend 'mimir' (configured: default)"),
 ])
 def test_config_errors_name_the_file_entry_and_field(text: str, msg: str) -> None:
     assert error(text) == msg
@@ -209,3 +211,10 @@ def test_a_reload_reads_the_backends_with_the_rules(tmp_path: Path) -> None:
     cfg.write_text(f"backends: [{{name: vm, url: 'http://vm:8428'}}]\nrules:\n{RULE}  backend: vm\n")
     _, loaded = RuleSource(cfg).read()
     assert [b.name for b in loaded.backends] == ["vm"] and loaded.rules[0].backend == "vm"
+
+
+def test_a_metric_rules_rules_use_the_default_backend() -> None:
+    spec = {"rules": [yaml.safe_load(RULE)[0] | {"backend": "amp"}]}
+    with pytest.raises(ConfigError) as e:
+        parse_metric_rule_spec(spec, "metricrule:ns1/r")
+    assert e.value.message == "metricrule:ns1/r: rules[0].backend: a MetricRule's rules use the default backend"

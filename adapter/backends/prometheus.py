@@ -152,11 +152,13 @@ class PrometheusBackend:
         return headers
 
     def _params(self, params: dict[str, str], tenant: Tenant | None) -> dict[str, str]:
-        """The call's parameters after the backend's ``queryParams`` and the tenant's (the tenant wins)."""
+        """The call's parameters with the backend's ``queryParams``, less those the tenant sets (its own go
+        in the URL, ``_raw``: the tenant wins)."""
         if self.cfg.params:
             params = {**self.cfg.params, **params}
-        if tenant is not None and tenant.params:
-            params = {**params, **dict(tenant.params)}
+            if tenant is not None and tenant.params:
+                for key, _ in tenant.params:
+                    params.pop(key, None)
         return params
 
     def _timed(self, endpoint: str, fn: Callable[[], T]) -> T:
@@ -202,9 +204,12 @@ class PrometheusBackend:
                 self._on_call(endpoint, outcome, time.perf_counter() - start)
 
     def _raw(self, path: str, params: Mapping[str, str], *, post: bool, tenant: Tenant | None = None) -> bytes:
-        """One API call on our session (form body for POST), raising like prometheus-api-client does."""
+        """One API call on our session (form body for POST), raising like prometheus-api-client does.
+        A tenant's parameters go in the URL (prom-label-proxy reads them there), its headers on top."""
         url = f"{self._url}{path}"
         params = self._params(dict(params), tenant)
+        if tenant is not None and tenant.params:
+            url += "?" + urllib.parse.urlencode(tenant.params)
         headers = self._headers(tenant)
         if post:
             resp = self._session.post(url, data=params, headers=headers, timeout=self.cfg.timeout)
@@ -237,10 +242,12 @@ class PrometheusBackend:
         def call() -> QueryResult:
             requested = time.time()
             url_len = len(self._url) + 15 + len(urllib.parse.quote(promql, safe=""))
-            if self.cfg.verb == "POST" or url_len > MAX_GET_URL or self.cfg.params or tenant is not None:
+            if tenant is not None or self.cfg.params:  # never through the shared PrometheusConnect's headers
                 post = self.cfg.verb == "POST" or url_len > MAX_GET_URL
-                body = self._raw("/api/v1/query", {"query": promql}, post=post, tenant=tenant)
-                result: Any = json.loads(body)["data"]["result"]
+                result: Any = json.loads(self._raw("/api/v1/query", {"query": promql}, post=post,
+                                                   tenant=tenant))["data"]["result"]
+            elif self.cfg.verb == "POST" or url_len > MAX_GET_URL:
+                result = json.loads(self._raw("/api/v1/query", {"query": promql}, post=True))["data"]["result"]
             else:
                 self._pc.headers = self._headers()
                 result = self._pc.custom_query(promql)

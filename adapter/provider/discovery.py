@@ -30,7 +30,8 @@ from adapter.provider.registry import SeriesIndex, build_index
 
 log = logging.getLogger(__name__)
 
-SeriesFn = Callable[[str, float, Target], Awaitable[list[dict[str, str]]]]  # match, max age, where
+# ``series(match, max_age)`` for the default backend, ``series(match, max_age, target)`` for any other
+SeriesFn = Callable[..., Awaitable[list[dict[str, str]]]]
 Key = tuple[Target, str]  # (where, seriesQuery): one discovery state each
 SeriesList = list[Mapping[str, str]]
 PENDING = "series discovery has not completed yet"
@@ -69,11 +70,14 @@ class Relister:
     def statuses(self) -> RuleStatus:
         return [(n, self._state[_key(n)].error) for n in (*self.custom, *self.external)]
 
-    def unavailable(self, metric: str, resource: GroupResource | None = None) -> str | None:
-        """Why ``metric`` (custom for ``resource``, else external) may exist but is not known yet: the
-        first rule that could produce it and whose discovery has never succeeded, with its error."""
+    def unavailable(self, metric: str, resource: GroupResource | None = None, namespace: str = "") -> str | None:
+        """Why ``metric`` (custom for ``resource``, else external; asked in ``namespace``) may exist but is
+        not known yet: the first rule that could produce it and whose discovery has never succeeded, with
+        its error. A MetricRule's rule counts in its own namespace only."""
         namers = self.external if resource is None else self.custom
         for n in namers:
+            if n.confined_to is not None and n.confined_to != namespace:
+                continue
             state = self._state[_key(n)]
             if state.series is None and _could_produce(n, metric, resource):
                 if state.error == PENDING:
@@ -93,7 +97,7 @@ class Relister:
     async def update_now(self) -> SeriesIndex:
         start = time.perf_counter()
         queries = sorted(self._state, key=lambda k: (k[0].backend, k[1]))
-        results = await asyncio.gather(*(self._series(q, self.max_age, t) for t, q in queries),
+        results = await asyncio.gather(*(series_of(self._series, q, self.max_age, t) for t, q in queries),
                                        return_exceptions=True)
         for q, r in zip(queries, results, strict=True):
             if isinstance(r, asyncio.CancelledError):
@@ -149,6 +153,12 @@ class Relister:
             except Exception:
                 log.exception("series discovery failed unexpectedly; keeping the previous index")
             await asyncio.sleep(self.interval if self.complete else min(self.interval, 5.0))
+
+
+def series_of(series: SeriesFn, match: str, max_age: float, target: Target
+              ) -> Awaitable[list[dict[str, str]]]:
+    """``series`` called for ``target``: without it for the default backend (as before several)."""
+    return series(match, max_age) if target.backend == DEFAULT_BACKEND else series(match, max_age, target)
 
 
 def _key(namer: MetricNamer) -> Key:

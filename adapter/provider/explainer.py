@@ -19,11 +19,12 @@ from urllib.parse import urlencode
 
 from adapter.errors import AdapterError
 from adapter.model import GroupResource, Sample, Selector, Target
+from adapter.naming.confine import confine
 from adapter.naming.promql import PromQLError, parse
 from adapter.naming.query import NAMES, MetricNamer, RuleError
 from adapter.naming.shape import age_selectors
 from adapter.provider.custom import CustomMetricsProvider
-from adapter.provider.discovery import Relister, SeriesFn
+from adapter.provider.discovery import Relister, SeriesFn, series_of
 from adapter.provider.explanation import Explanation, custom_path
 from adapter.provider.external import ExternalMetricsProvider
 from adapter.provider.runner import QueryRunner
@@ -118,9 +119,13 @@ class Explainer:
             rendered = namer.render_custom(t.series, info.group_resource, ex.namespace, objs, metric_selector,
                                            mode=NAMES)
             query, matchers = rendered.query, rendered.label_matchers
-        for sel in age_selectors(parse(query), matchers)[:4]:
-            values = await self._runner.query_uncached(sel, namer.target)
-            times = await self._runner.query_uncached(f"timestamp({sel})", namer.target)
+        tenancy, target = self._custom.tenancy, namer.target
+        if tenancy is not None:  # the same tenant and namespace confinement as the request's own queries
+            target = await tenancy.target(ex.namespace, target.backend)
+        for found in age_selectors(parse(query), matchers)[:4]:
+            sel = confine(found, {namer.namespace_label(): ex.namespace}) if tenancy and ex.namespace else found
+            values = await self._runner.query_uncached(sel, target)
+            times = await self._runner.query_uncached(f"timestamp({sel})", target)
             when = {_key(s.labels): s.value for s in times.samples}
             for s in values.samples:
                 raw = Sample(s.labels, s.value, when.get(_key(s.labels), s.timestamp))
@@ -141,7 +146,7 @@ class Explainer:
         for n in namers:
             key = (n.target, n.series_query)
             if key not in cache:
-                cache[key] = await self._series(n.series_query, self._relister.max_age, n.target)
+                cache[key] = await series_of(self._series, n.series_query, self._relister.max_age, n.target)
             for labels in cache[key]:
                 series = labels.get("__name__", "")
                 metric = n.metric_name(series) if series else None

@@ -16,7 +16,7 @@ from adapter.backends.reachability import short_reason
 from adapter.errors import AdapterError
 from adapter.model import Target
 from adapter.naming.query import MetricNamer
-from adapter.provider.discovery import SeriesFn
+from adapter.provider.discovery import SeriesFn, series_of
 from adapter.provider.registry import SeriesIndex, build_index
 
 
@@ -53,7 +53,7 @@ async def probe(custom: Sequence[MetricNamer], external: Sequence[MetricNamer], 
                 max_age: float) -> list[RuleReport]:
     """One report per rule, custom rules first, in rule order."""
     queries = sorted({(n.target, n.series_query) for n in (*custom, *external)}, key=lambda k: (k[0].backend, k[1]))
-    results = await asyncio.gather(*(series(q, max_age, t) for t, q in queries), return_exceptions=True)
+    results = await asyncio.gather(*(series_of(series, q, max_age, t) for t, q in queries), return_exceptions=True)
     found: dict[tuple[Target, str], list[dict[str, str]] | BaseException] = dict(zip(queries, results, strict=True))
     ok = {q: r for q, r in found.items() if not isinstance(r, BaseException)}
     full = build_index(((n, list(ok.get((n.target, n.series_query), []))) for n in custom),

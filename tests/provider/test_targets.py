@@ -31,7 +31,7 @@ PODS = GroupResource("", "pods")
 
 def namers() -> list[MetricNamer]:
     rf = parse_rules_text(RULES, "rules.yaml")
-    return [MetricNamer.compile(SourcedRule(r, "rules.yaml", "rules", i, r.backend or "default"),
+    return [MetricNamer.compile(SourcedRule(r, "rules.yaml", "rules", i, backend=r.backend or "default"),
                                 StaticResourceMapper()) for i, r in enumerate(rf.rules)]
 
 

@@ -92,6 +92,9 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- if .Values.rules.backends }}
 {{- $_ := set $cfg "backends" .Values.rules.backends }}
 {{- end }}
+{{- if .Values.rules.tenancy }}
+{{- $_ := set $cfg "tenancy" .Values.rules.tenancy }}
+{{- end }}
 {{- toYaml $cfg }}
 {{- end }}
 
