@@ -119,7 +119,8 @@ class CustomMetricsProvider:
         info = self.mapper.resolve(resource)
         target = await self._target(info, namespace, name)
         namer, series = self._entry(info, namespace, metric, name)
-        target = await self._on_backend(namer, target, info, namespace, name)
+        # the rule's backend (without tenancy: its own target, no call)
+        target = namer.target if self.tenancy is None else await self._on_backend(namer, target, info, namespace, name)
         if await self.resolver.exists(info, namespace, name) is False:
             raise NotFound(f'{info.group_resource.resource} "{name}" not found',
                            details={"name": name, "kind": info.group_resource.resource})
@@ -135,7 +136,7 @@ class CustomMetricsProvider:
         info = self.mapper.resolve(resource)
         target = await self._target(info, namespace)
         namer, series = self._entry(info, namespace, metric, selector=selector.raw)
-        target = await self._on_backend(namer, target, info, namespace)
+        target = namer.target if self.tenancy is None else await self._on_backend(namer, target, info, namespace)
         policy = self.policy_for(namer)
         names = await self.resolver.names(info, namespace, selector)
         if names is not None and not names:
@@ -161,9 +162,7 @@ class CustomMetricsProvider:
 
     async def _on_backend(self, namer: MetricNamer, target: Target, info: ResourceInfo, namespace: str,
                           name: str = "") -> Target:
-        """The request's target on the rule's backend (without tenancy: the rule's own target, one read)."""
-        if self.tenancy is None:
-            return namer.target
+        """The request's target (under tenancy) on the rule's backend."""
         if target.backend == namer.target.backend:
             return target
         return await self._target(info, namespace, name, namer.target.backend)
