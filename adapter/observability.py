@@ -127,6 +127,14 @@ class Metrics:
             ("reason",), registry=r)
         for reason in WITHHELD_REASONS:
             self.values_withheld.labels(reason)
+        self.delegated_requests = Counter(
+            f"{p}_delegated_requests_total", "Requests forwarded to a delegate (metrics we do not serve), by API "
+            "group and outcome: the delegate's status class (2xx, 4xx, 5xx), or unreachable, timeout, too_large.",
+            ("group", "outcome"), registry=r)
+        self.delegate_discovery_up = Gauge(
+            f"{p}_delegate_discovery_up", "1 if the delegate's last discovery fetch for the group version "
+            "succeeded, else 0 (its last good list is kept for --delegate-discovery-max-age).",
+            ("group", "version"), registry=r)
         # Pre-create the known label combinations so rates work from the first scrape.
         for endpoint in ENDPOINTS:
             self.prometheus_query_duration.labels(endpoint)
@@ -221,6 +229,12 @@ class Metrics:
 
     def set_prometheus_up(self, up: bool) -> None:
         self.prometheus_up.set(1 if up else 0)
+
+    def observe_delegated(self, group: str, outcome: str) -> None:
+        self.delegated_requests.labels(group, outcome).inc()
+
+    def set_delegate_discovery_up(self, group: str, version: str, up: bool) -> None:
+        self.delegate_discovery_up.labels(group, version).set(1 if up else 0)
 
     def relist_failed(self, seconds: float) -> None:
         self.relist_duration.observe(seconds)

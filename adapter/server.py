@@ -9,7 +9,7 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry
 from starlette.types import ASGIApp
 
 from adapter import certs
+from adapter.api import discovery
 from adapter.api.explain import explain_routes
 from adapter.api.routes import Handlers
 from adapter.api.security import SecurityMiddleware, build_security
@@ -33,6 +34,7 @@ from adapter.naming.resources import StaticResourceMapper
 from adapter.naming.validate import validate
 from adapter.observability import Metrics
 from adapter.ports import ObjectResolver, ResourceMapper
+from adapter.provider import delegation
 from adapter.provider.custom import CustomMetricsProvider, policies
 from adapter.provider.discovery import Relister, RuleStatus
 from adapter.provider.explainer import Explainer
@@ -64,6 +66,7 @@ class Built:
     custom: CustomMetricsProvider
     external: ExternalMetricsProvider | None
     explainer: Explainer | None = None
+    delegates: dict[str, delegation.Delegate] = field(default_factory=dict)
 
 
 def compile_rules(rules: LoadedRules, mapper: ResourceMapper) -> tuple[list[MetricNamer], list[MetricNamer]]:
@@ -131,7 +134,11 @@ def build(st: Settings, *, registry: CollectorRegistry | None = None,
     resolver = resolver or KsmObjectResolver(runner)
     custom = CustomMetricsProvider(relister, mapper, resolver, runner, freshness, policy_for)
     external = ExternalMetricsProvider(relister, runner, freshness, policy_for) if external_namers else None
-    handlers = Handlers(custom, external, st.request_timeout)
+    delegates = delegation.from_settings(
+        st, [(discovery.CUSTOM, discovery.CUSTOM_VERSIONS, st.delegate_custom_metrics),
+             (discovery.EXTERNAL, discovery.EXTERNAL_VERSIONS, st.delegate_external_metrics)],
+        on_request=metrics.observe_delegated, on_up=metrics.set_delegate_discovery_up)
+    handlers = Handlers(custom, external, st.request_timeout, delegates)
 
     def readiness() -> tuple[bool, str]:
         # "can serve the API", as k8s.io/apiserver means it: never Prometheus or discovery, which an
@@ -142,9 +149,10 @@ def build(st: Settings, *, registry: CollectorRegistry | None = None,
     explainer = Explainer(custom, external, runner, relister, backend.series)
     explain = explain_routes(explainer, st.request_timeout, custom.list_metrics,
                              external.list_metrics if external is not None else list)
-    app = create_app(handlers, readiness, metrics, external_enabled=external is not None, wrap=wrap,
+    external_enabled = external is not None or discovery.EXTERNAL in delegates
+    app = create_app(handlers, readiness, metrics, external_enabled=external_enabled, wrap=wrap,
                      extra_routes=explain, extra_groups=[(EXPLAIN_GROUP, (EXPLAIN_VERSION,))])
-    return Built(app, relister, backend, runner, metrics, rules, custom, external, explainer)
+    return Built(app, relister, backend, runner, metrics, rules, custom, external, explainer, delegates)
 
 
 def serving_cert(st: Settings) -> tuple[Path, Path]:
@@ -188,7 +196,8 @@ async def run(st: Settings) -> None:
                                 proxy_headers=False)  # X-Forwarded-* from the aggregator must not rewrite the peer
         server = uvicorn.Server(config)
         tasks = [asyncio.create_task(built.relister.run(), name="relist"),
-                 asyncio.create_task(CertReloader(ctx, cert, key).run(), name="cert-reload")]
+                 asyncio.create_task(CertReloader(ctx, cert, key).run(), name="cert-reload"),
+                 *(asyncio.create_task(d.run(), name=f"delegate-{g}") for g, d in built.delegates.items())]
         try:
             await server.serve()
         finally:
@@ -198,6 +207,8 @@ async def run(st: Settings) -> None:
                 with contextlib.suppress(asyncio.CancelledError):
                     await t
             built.backend.close()
+            for d in built.delegates.values():
+                d.client.close()
     finally:
         if kube is not None:
             kube.close()

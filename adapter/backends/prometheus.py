@@ -20,8 +20,6 @@ import asyncio
 import json
 import logging
 import math
-import os
-import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Mapping
@@ -36,6 +34,7 @@ from prometheus_api_client.exceptions import PrometheusApiClientException
 from requests.adapters import HTTPAdapter
 
 from adapter.backends.reachability import QuietRetry, Reachability, install_retry_filter, short_reason
+from adapter.backends.tokenfile import TokenFile
 from adapter.errors import AdapterError, InternalError, Unavailable
 from adapter.model import QueryResult, Sample
 
@@ -62,31 +61,6 @@ class PrometheusConfig:
     sigv4: SigV4 | None = None  # sign every request (Amazon Managed Prometheus)
 
 
-class _Token:
-    """Bearer token from a file, re-read when the file changes."""
-
-    def __init__(self, path: Path | None) -> None:
-        self._path = path
-        self._stamp: tuple[float, int] | None = None
-        self._value = ""
-        self._lock = threading.Lock()
-
-    def get(self) -> str:
-        if self._path is None:
-            return ""
-        try:
-            st = os.stat(self._path)
-        except OSError as e:
-            raise Unavailable("cannot read the Prometheus token file") from e
-        stamp = (st.st_mtime, st.st_size)
-        with self._lock:
-            if stamp != self._stamp:
-                self._value = self._path.read_text().strip()
-                self._stamp = stamp
-                log.info("prometheus token file (re)loaded", extra={"path": str(self._path)})
-            return self._value
-
-
 class _Lane:
     """A bounded set of threads for one kind of call; the semaphore is made on the running loop."""
 
@@ -103,7 +77,7 @@ class PrometheusBackend:
         self._on_call = on_call
         self.reachability = Reachability(cfg.url, on_reachable)
         install_retry_filter()
-        self._token = _Token(cfg.token_file)
+        self._token = TokenFile(cfg.token_file)
         session = requests.Session()
         session.verify = str(cfg.ca_file) if cfg.ca_file else True
         if cfg.client_cert and cfg.client_key:

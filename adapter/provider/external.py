@@ -47,6 +47,10 @@ class ExternalMetricsProvider:
     def list_metrics(self) -> list[ExternalMetricInfo]:
         return self.relister.index.external_infos()
 
+    def serves(self, metric: str) -> bool:
+        """Whether ``metric`` is ours: discovered, or a rule may produce it once its discovery succeeds."""
+        return metric in self.relister.index.external or self.relister.unavailable(metric) is not None
+
     async def get(self, namespace: str, metric: str, selector: Selector) -> list[ExternalValue]:
         entry = self.relister.index.external.get(metric)
         if entry is None:
