@@ -63,7 +63,7 @@ def test_invalid(cfg: list[str], args: list[str], message: str) -> None:
 
 
 def test_files_must_exist_and_be_readable(cfg: list[str], tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="--delegate-ca-file: file .* does not exist or is not readable"):
+    with pytest.raises(ConfigError, match=r"--delegate-ca-file: file .* does not exist or is not readable"):
         parse([*cfg, "--delegate-external-metrics", URL, "--delegate-ca-file", str(tmp_path / "nope")], env={})
     unreadable = file(tmp_path, "token")
     os.chmod(unreadable, 0)

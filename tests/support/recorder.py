@@ -45,7 +45,7 @@ def recorder(cert: Path, key: Path) -> Iterator[Recorder]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        def do_GET(self) -> None:
             with rec.lock:
                 rec.requests.append((self.path, dict(self.headers.items())))
                 reply = rec.replies.get(self.path.split("?", 1)[0], rec.reply)
