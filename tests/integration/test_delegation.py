@@ -349,3 +349,42 @@ def test_a_hung_delegate_is_503_at_the_timeout(recorded: tuple[Recorder, Adapter
         rec.stall = 0
     assert front.metric("accel_adapter_delegated_requests_total", group="external.metrics.k8s.io",
                         outcome="timeout") == 1
+
+
+LITERAL_RULES = """rules:
+- seriesQuery: 'gpu_util{namespace!="",pod!=""}'
+  resources: {overrides: {namespace: {resource: namespace}, pod: {resource: pod}}}
+  name: {matches: "^gpu_util$", as: "gpu_utilization"}
+  metricsQuery: 'avg(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)'
+externalRules:
+- seriesQuery: '{__name__=~"^queue_.*"}'
+  resources: {overrides: {namespace: {resource: namespace}}}
+  name: {matches: "^queue_(.*)$", as: "queue_${1}"}
+  metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>})'
+"""
+
+
+def test_a_metric_our_rules_may_produce_is_never_forwarded_while_discovery_is_pending(
+        prom_and_pki: tuple[Path, Any, Pki]) -> None:
+    tmp, _, pki = prom_and_pki
+    tmp = tmp / "pending"
+    tmp.mkdir()
+    rules = tmp / "rules.yaml"
+    rules.write_text(LITERAL_RULES)
+    with recorder(pki.cert("serving"), pki.key("serving")) as rec, \
+            adapter(tmp, f"http://127.0.0.1:{free_port()}", "--config", str(rules), "--delegate-external-metrics",
+                    rec.url, "--delegate-custom-metrics", rec.url, "--delegate-ca-file", str(pki.cert("serving-ca")),
+                    ready=False) as front:
+        front.wait_metric("accel_adapter_series_discovery_errors_total", lambda v: v >= 1, source=str(rules),
+                          rule="externalRules[0]")
+        # Prometheus has never answered: what our rules may produce answers our 503, never the delegate's
+        for path in (f"{CM2}/namespaces/ns1/pods/p1/gpu_utilization", f"{EM}/namespaces/ns1/queue_anything"):
+            status, doc, _ = front.get(path)
+            assert status == 503 and doc["reason"] == "ServiceUnavailable", doc
+            assert "series discovery for" in str(doc["message"]) and "has not succeeded yet" in str(doc["message"])
+        assert rec.metric_requests() == []
+        # what no rule of ours can produce goes to the delegate
+        for path in (f"{CM2}/namespaces/ns1/pods/p1/other_metric", f"{EM}/namespaces/ns1/keda-metric"):
+            assert front.get(path)[0] == 200
+        assert [p for p, _ in rec.metric_requests()] == [f"{CM2}/namespaces/ns1/pods/p1/other_metric",
+                                                         f"{EM}/namespaces/ns1/keda-metric"]

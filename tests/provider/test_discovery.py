@@ -16,7 +16,7 @@ from adapter.model import GroupResource, QueryResult, Selector
 from adapter.naming.query import MetricNamer
 from adapter.naming.resources import StaticResourceMapper
 from adapter.provider.custom import CustomMetricsProvider, policies
-from adapter.provider.discovery import PENDING, Relister, RuleStatus
+from adapter.provider.discovery import PENDING, Relister, RuleStatus, _fits_literal_ends
 from adapter.provider.external import ExternalMetricsProvider
 from adapter.provider.objects import KsmObjectResolver
 from adapter.provider.registry import SeriesIndex
@@ -175,3 +175,19 @@ def test_an_unknown_metric_is_404_once_every_rule_has_been_discovered() -> None:
         asyncio.run(custom.get_by_name("pods", "a", "p", "gpu_memory_used_typo", Selector()))
     with pytest.raises(NotFound):
         asyncio.run(external.get("a", "other_queue", Selector()))
+
+
+@pytest.mark.parametrize(("name_as", "metric", "could"), [
+    ("queue_${1}", "queue_x", True),
+    ("queue_${1}", "keda-metric", False),       # the literal prefix every expansion keeps
+    ("${1}_per_second", "http_per_second", True),
+    ("${1}_per_second", "s0-prometheus-http", False),  # the literal suffix
+    ("a${1}b${2}c", "abc", True),
+    ("a${1}b${2}c", "xbc", False),
+    ("$1_per_second", "anything", True),        # Go's Expand: $1_per_second is the group "1_per_second"
+    ("$0", "anything", True),
+    ("x$$1", "y", True),                        # an escaped $: not judged
+])
+def test_a_pattern_name_could_produce_only_what_keeps_its_literal_ends(name_as: str, metric: str,
+                                                                       could: bool) -> None:
+    assert _fits_literal_ends(name_as, metric) is could
