@@ -22,7 +22,7 @@ from tests.fakekube import FakeKube
 from tests.fakekube.tlsserver import Pki
 from tests.integration.conftest import RULES, SERIES
 from tests.support.adapter import Adapter, adapter
-from tests.support.procs import free_port, python_module, running, stop, wait_http
+from tests.support.procs import free_port, stop
 from tests.support.recorder import RESOURCE_LIST, Recorder, recorder
 from tests.support.stack import exporter_and_prometheus
 
@@ -144,21 +144,11 @@ def setup(prom_and_pki: tuple[Path, Any, Pki]) -> Iterator[Setup]:
         fk.set_auth_configmap(pki.auth_configmap_data())
         fk.add_pod("ns1", "p1", {"app": "llm"})
         fk.add_pod("ns1", "p2", {"app": "other"})
-        port = free_port()
-        log = tmp / "front.log"
-        cmd = python_module("adapter", "serve", "--config", str(RULES), "--prometheus-url", prom.url,
-                            "--secure-port", str(port), "--bind-address", "127.0.0.1",
-                            "--tls-cert-file", str(pki.cert("serving")), "--tls-private-key-file",
-                            str(pki.key("serving")), "--lister-kubeconfig", str(fk.kubeconfig),
-                            "--metrics-relist-interval", "1s", "--metrics-max-age", "15s",
-                            *front_args(pki, delegate.url))
-        with running(cmd, log) as proc:
-            url = f"https://127.0.0.1:{port}"
-            try:
-                wait_http(f"{url}/readyz", timeout=60, proc=proc)
-            except RuntimeError as e:
-                raise RuntimeError(f"{e}\n{log.read_text()[-3000:]}") from e
-            s = Setup(pki, url, log, delegate)
+        # as registered: Delegated authorization (SubjectAccessReviews to the fake API), front-proxy authn
+        with adapter(tmp, prom.url, "--config", str(RULES), "--tls-cert-file", str(pki.cert("serving")),
+                     "--tls-private-key-file", str(pki.key("serving")), "--lister-kubeconfig", str(fk.kubeconfig),
+                     "--authorization-mode", "Delegated", *front_args(pki, delegate.url), ready=False) as front:
+            s = Setup(pki, front.url, front.log, delegate)
             # our first discovery done and the delegate's list fetched
             until(lambda: s.get(f"{CM2}/namespaces/ns1/pods/p1/gpu_utilization").status_code == 200, "our metric")
             until(lambda: "delegate_queue" in listed(s.get(EM).json()), "merged external discovery")
