@@ -378,3 +378,22 @@ def test_a_metric_our_rules_may_produce_is_never_forwarded_while_discovery_is_pe
             assert front.get(path)[0] == 200
         assert [p for p, _ in rec.metric_requests()] == [f"{CM2}/namespaces/ns1/pods/p1/other_metric",
                                                          f"{EM}/namespaces/ns1/keda-metric"]
+
+
+def test_without_external_rules_the_external_api_is_the_delegates(prom_and_pki: tuple[Path, Any, Pki]) -> None:
+    tmp, prom, pki = prom_and_pki
+    tmp = tmp / "custom-only"
+    tmp.mkdir()
+    rules = tmp / "rules.yaml"
+    rules.write_text(LITERAL_RULES.partition("externalRules:")[0])
+    with recorder(pki.cert("serving"), pki.key("serving")) as rec:
+        rec.replies[EM] = (200, RESOURCE_LIST, "application/json", {})
+        with adapter(tmp, prom.url, "--config", str(rules), "--delegate-external-metrics", rec.url,
+                     "--delegate-ca-file", str(pki.cert("serving-ca")), "--delegate-discovery-interval", "1s") as front:
+            groups = [g["name"] for g in front.get("/apis")[1]["groups"]]  # type: ignore[index, union-attr]
+            assert "external.metrics.k8s.io" in groups
+            assert front.get("/apis/external.metrics.k8s.io")[0] == 200
+            # the delegate's list alone (our "externalmetrics" placeholder dropped), once it was fetched
+            until(lambda: listed(front.get(EM)[1]) == ["keda-metric"], "the delegate's list")
+            status, _, body = front.raw_get(f"{EM}/namespaces/ns1/keda-metric")
+            assert status == 200 and body == rec.reply[1]
