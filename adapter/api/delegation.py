@@ -21,12 +21,19 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from adapter.api.discovery import _resource as resource_entry
+from adapter.errors import NotFound
+from adapter.naming.validation import path_segment_problems
 from adapter.provider.delegation import Delegate
 
 log = logging.getLogger(__name__)
 
 
 def path_and_query(request: Request) -> str:
+    """The request's path as received and its query string. Only when every decoded segment is a plain
+    path segment: the delegate decodes the path as we did, and must not resolve a ``..`` (``%2E%2E``)
+    we authorized as a resource name into another namespace's metric."""
+    if any(path_segment_problems(seg) for seg in request.scope["path"].split("/")[1:]):
+        raise NotFound("the server could not find the requested resource")
     raw = request.scope.get("raw_path") or request.scope["path"].encode("utf-8")
     path = raw.split(b"?", 1)[0].decode("latin-1")
     qs = request.scope.get("query_string", b"").decode("latin-1")

@@ -380,7 +380,7 @@ def test_a_metric_our_rules_may_produce_is_never_forwarded_while_discovery_is_pe
                                                          f"{EM}/namespaces/ns1/keda-metric"]
 
 
-def test_without_external_rules_the_external_api_is_the_delegates(prom_and_pki: tuple[Path, Any, Pki]) -> None:
+def test_custom_rules_only_the_external_api_is_the_delegates(prom_and_pki: tuple[Path, Any, Pki]) -> None:
     tmp, prom, pki = prom_and_pki
     tmp = tmp / "custom-only"
     tmp.mkdir()
@@ -389,7 +389,8 @@ def test_without_external_rules_the_external_api_is_the_delegates(prom_and_pki: 
     with recorder(pki.cert("serving"), pki.key("serving")) as rec:
         rec.replies[EM] = (200, RESOURCE_LIST, "application/json", {})
         with adapter(tmp, prom.url, "--config", str(rules), "--delegate-external-metrics", rec.url,
-                     "--delegate-ca-file", str(pki.cert("serving-ca")), "--delegate-discovery-interval", "1s") as front:
+                     "--delegate-custom-metrics", rec.url, "--delegate-ca-file", str(pki.cert("serving-ca")),
+                     "--delegate-discovery-interval", "1s") as front:
             groups = [g["name"] for g in front.get("/apis")[1]["groups"]]  # type: ignore[index, union-attr]
             assert "external.metrics.k8s.io" in groups
             assert front.get("/apis/external.metrics.k8s.io")[0] == 200
@@ -397,3 +398,10 @@ def test_without_external_rules_the_external_api_is_the_delegates(prom_and_pki: 
             until(lambda: listed(front.get(EM)[1]) == ["keda-metric"], "the delegate's list")
             status, _, body = front.raw_get(f"{EM}/namespaces/ns1/keda-metric")
             assert status == 200 and body == rec.reply[1]
+            # a dot-segment resource (authorized as the resource ".." in ns1) is never sent on: the delegate
+            # would resolve it to the namespace metric of namespace p1
+            for path in (f"{CM2}/namespaces/ns1/%2E%2E/p1/m", f"{CM2}/namespaces/ns1/./p1/m", f"{CM2}/%2E%2E/n/m"):
+                status, doc, _ = front.get(path)
+                assert status == 404 and doc["kind"] == "Status", (path, doc)
+            assert [p for p, _ in rec.metric_requests() if "/p1/m" in p or "/n/m" in p] == []
+            assert front.get(f"{CM2}/namespaces/ns1/widgets/p1/m")[0] == 200  # a resource we do not map: theirs
