@@ -72,6 +72,7 @@ class Delegate:
         self._clock = clock
         self._listed: dict[str, Listed] = {}
         self._up: dict[str, bool] = {}
+        self._refused: set[int] = set()
 
     # -- requests ------------------------------------------------------------------------------
     async def forward(self, path_and_query: str) -> Answer:
@@ -81,6 +82,11 @@ class Delegate:
             self._count(e.outcome)
             raise
         self._count(code_class(answer.status))
+        if answer.status in (401, 403) and answer.status not in self._refused:
+            self._refused.add(answer.status)  # passed through unchanged; said once, as it is about us
+            log.warning("the delegate refused our credentials (%d): it authenticates and authorizes this adapter, "
+                        "not the caller; check the credentials and the RBAC of our service account",
+                        answer.status, extra={"delegate": self.url, "group": self.group})
         return answer
 
     def _count(self, outcome: str) -> None:

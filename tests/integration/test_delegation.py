@@ -322,6 +322,8 @@ def test_any_answer_passes_through_and_redirects_are_not_followed(recorded: tupl
     forbidden = b'{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","reason":"Forbidden","code":403}'
     rec.reply = (403, forbidden, "application/json", {})
     assert front.raw_get(path)[0::2] == (403, forbidden)
+    assert front.raw_get(path)[0::2] == (403, forbidden)
+    assert front.log_text().count("the delegate refused our credentials (403)") == 1
     rec.reply = (302, b"", "text/plain", {"Location": rec.url + "/elsewhere"})
     assert front.raw_get(path)[0] == 302
     assert not [p for p, _ in rec.requests if p.startswith("/elsewhere")]
