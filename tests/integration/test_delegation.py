@@ -337,6 +337,8 @@ def test_a_hung_delegate_is_503_at_the_timeout(recorded: tuple[Recorder, Adapter
         assert status == 503 and doc["kind"] == "Status" and doc["reason"] == "ServiceUnavailable", doc
         assert doc["message"] == f"the delegate {rec.url} did not answer within 1s"
         assert front.get(f"{EM}/namespaces/ns1/queue_depth")[0] == 200  # ours meanwhile
+        # discovery is answered from the background-fetched list, the delegate's entries included
+        assert "keda-metric" in listed(front.get(EM)[1])
     finally:
         rec.stall = 0
     assert front.metric("accel_adapter_delegated_requests_total", group="external.metrics.k8s.io",
