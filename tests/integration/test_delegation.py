@@ -152,6 +152,8 @@ def setup(prom_and_pki: tuple[Path, Any, Pki]) -> Iterator[Setup]:
             # our first discovery done and the delegate's list fetched
             until(lambda: s.get(f"{CM2}/namespaces/ns1/pods/p1/gpu_utilization").status_code == 200, "our metric")
             until(lambda: "delegate_queue" in listed(s.get(EM).json()), "merged external discovery")
+            for version in (CM1, CM2):
+                until(lambda v=version: "pods/delegate_gpu_min" in listed(s.get(v).json()), "merged custom discovery")
             yield s
 
 
@@ -261,6 +263,7 @@ def test_a_dead_delegate_answers_503_for_its_metrics_only(prom_and_pki: tuple[Pa
     with adapter(tmp, prom.url, *delegate_args(pki, tmp.parent / "delegate-rules.yaml")) as delegate, \
             adapter(tmp, prom.url, "--config", str(RULES), *front_args(pki, delegate.url)) as front:
         until(lambda: "delegate_queue" in listed(front.get(EM)[1]), "merged external discovery")
+        until(lambda: "pods/delegate_gpu_min" in listed(front.get(CM1)[1]), "merged custom discovery")
         assert front.get(f"{EM}/namespaces/ns1/delegate_queue")[0] == 200
         stop(delegate.proc)
         for path in (f"{EM}/namespaces/ns1/delegate_queue", f"{CM1}/namespaces/ns1/pods/p1/delegate_gpu_min"):
