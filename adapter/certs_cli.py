@@ -5,6 +5,11 @@ against the APIService ``caBundle``, so the certificate carries that name (and t
 fully qualified forms). Writes ``ca.crt``, ``tls.crt`` and ``tls.key`` to ``--out-dir`` and
 prints the base64 caBundle plus the kubectl commands that create the Secret and patch the
 APIServices. The CA key is not written: nothing else is ever signed with it.
+
+Rotating to a new CA: ``--previous-ca`` (the ca.crt in use now) puts that CA into the printed
+caBundle after the new one, so the aggregator trusts pods still serving the old certificate and
+pods serving the new one. Patch the APIServices first, then replace the Secret; once every pod
+serves the new certificate, patch them again with the new ca.crt alone.
 """
 
 from __future__ import annotations
@@ -16,6 +21,9 @@ import shlex
 import sys
 from pathlib import Path
 from typing import TextIO
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from adapter.certs import KeyPair, create_ca, issue, service_dns_names
 
@@ -43,6 +51,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     a("--ca-days", type=int, default=3650, help="CA validity (default %(default)s)")
     a("--secret-name", default=None, help="Secret name in the printed commands (default <service>-tls)")
     a("--force", action="store_true", help="overwrite existing files in --out-dir")
+    a("--previous-ca", default=None,
+      help="CA file in use now (e.g. the old ca.crt): the printed caBundle trusts it too, for a rotation")
     p.set_defaults(func=run)
 
 
@@ -56,6 +66,26 @@ def _check(args: argparse.Namespace) -> str | None:
     if ca_days < args.days:
         return f"--ca-days: must be at least --days ({ca_days} < {args.days})"
     return None
+
+
+def read_previous_ca(path: str) -> bytes:
+    """The CA certificates in ``path`` as PEM; ValueError naming the problem."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise ValueError(f"--previous-ca: cannot read {path}: {e.strerror or e}") from e
+    try:
+        certs = x509.load_pem_x509_certificates(data)
+    except ValueError as e:
+        raise ValueError(f"--previous-ca: {path} is not a PEM certificate file") from e
+    for c in certs:
+        try:
+            is_ca = c.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+        except x509.ExtensionNotFound:
+            is_ca = False
+        if not is_ca:
+            raise ValueError(f"--previous-ca: {path}: {c.subject.rfc4514_string()} is not a CA certificate")
+    return b"".join(c.public_bytes(Encoding.PEM) for c in certs)
 
 
 def make_pair(service: str, namespace: str, days: int, ca_days: int = 3650) -> tuple[KeyPair, KeyPair]:
@@ -79,6 +109,13 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
     if existing and not getattr(args, "force", False):
         print(f"accel-adapter certs: refusing to overwrite {', '.join(existing)} (use --force)", file=err)
         return 1
+    previous = b""
+    if getattr(args, "previous_ca", None):
+        try:  # read before writing: the previous CA may be the ca.crt about to be overwritten
+            previous = read_previous_ca(args.previous_ca)
+        except ValueError as e:
+            print(f"accel-adapter certs: {e}", file=err)
+            return 2
     ca, leaf = make_pair(args.service, args.namespace, args.days, getattr(args, "ca_days", 3650))
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -87,14 +124,16 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
     except OSError as e:
         print(f"accel-adapter certs: cannot write to {out_dir}: {e}", file=err)
         return 1
-    ca_bundle = base64.b64encode(ca.cert_pem).decode("ascii")
+    ca_bundle = base64.b64encode(ca.cert_pem + previous).decode("ascii")
     secret = getattr(args, "secret_name", None) or f"{args.service}-tls"
     q = shlex.quote
     names = ", ".join(service_dns_names(args.service, args.namespace))
     patch = '"{\\"spec\\":{\\"caBundle\\":\\"${CA_BUNDLE}\\",\\"insecureSkipTLSVerify\\":false}}"'
     lines = [
         f"# wrote {files['ca.crt']}, {files['tls.crt']}, {files['tls.key']} (SANs: {names})",
-        "# caBundle (base64 PEM of ca.crt) for the APIServices:",
+        ("# caBundle for the APIServices: the new ca.crt, then the previous CA. Patch the APIServices "
+         "first, then replace the Secret; once every pod serves the new certificate, patch again with "
+         "ca.crt alone." if previous else "# caBundle (base64 PEM of ca.crt) for the APIServices:"),
         ca_bundle,
         "",
         "# create the serving Secret the Deployment mounts:",

@@ -24,6 +24,9 @@ registry per process (tests one per test) and passes it in. All names start with
 | accel_adapter_metrics_discovered | gauge | api (custom, external) |
 | accel_adapter_value_age_seconds | histogram | |
 | accel_adapter_values_withheld_total | counter | reason (stale, no_sample_time, non_finite, out_of_range) |
+| accel_adapter_config_last_reload_successful | gauge | 1 if the last rules (re)load succeeded, else 0 |
+| accel_adapter_config_last_reload_success_timestamp_seconds | gauge | last successful rules (re)load |
+| accel_adapter_config_reloads_total | counter | result (success, failure): reloads after the initial load |
 
 ``group``/``version`` come from the URL (``custom.metrics.k8s.io``/``v1beta2``; ``""`` for
 non-API paths) and ``code`` is the HTTP status code, so label cardinality stays small.
@@ -54,6 +57,7 @@ ENDPOINTS = ("query", "series")
 OUTCOMES = ("success", "error")
 APIS = ("custom", "external")
 WITHHELD_REASONS = ("stale", "no_sample_time", "non_finite", "out_of_range")
+RELOAD_RESULTS = ("success", "failure")
 _CACHE_EVENTS = {"hit": "hits", "miss": "misses", "coalesced": "coalesced", "evict": "evictions",
                  "refresh": "refreshes"}
 
@@ -135,6 +139,18 @@ class Metrics:
             f"{p}_delegate_discovery_up", "1 if the delegate's last discovery fetch for the group version "
             "succeeded, else 0 (its last good list is kept for --delegate-discovery-max-age).",
             ("group", "version"), registry=r)
+        # Prometheus's own config reload metrics, same meaning (prometheus_config_last_reload_*)
+        self.config_last_reload_successful = Gauge(
+            f"{p}_config_last_reload_successful", "Whether the last rules (re)load attempt succeeded (1) or "
+            "failed and the previous rules are still served (0).", registry=r)
+        self.config_last_reload_success = Gauge(
+            f"{p}_config_last_reload_success_timestamp_seconds", "Unix time of the last successful rules (re)load.",
+            registry=r)
+        self.config_reloads = Counter(
+            f"{p}_config_reloads_total", "Rules reloads after the initial load (changed file, SIGHUP or changed "
+            "rule objects), by result.", ("result",), registry=r)
+        for result in RELOAD_RESULTS:
+            self.config_reloads.labels(result)
         # Pre-create the known label combinations so rates work from the first scrape.
         for endpoint in ENDPOINTS:
             self.prometheus_query_duration.labels(endpoint)
@@ -226,6 +242,23 @@ class Metrics:
         self.series_discovery_ok.labels(source, rule).set(1 if ok else 0)
         if not ok:
             self.series_discovery_errors.labels(source, rule).inc()
+
+    def rules_retired(self, rules: Iterable[tuple[str, str]]) -> None:
+        """Drop the per-rule discovery series of rules a reload removed (a stale 0 would alert forever)."""
+        for source, rule in rules:
+            for family in (self.series_discovery_errors, self.series_discovery_ok):
+                with contextlib.suppress(KeyError):
+                    family.remove(source, rule)
+
+    # -- rules reloads ---------------------------------------------------------------------
+
+    def config_loaded(self, ok: bool, *, initial: bool = False) -> None:
+        """A rules load: the initial one (only the gauges) or a reload (also counted by result)."""
+        self.config_last_reload_successful.set(1 if ok else 0)
+        if ok:
+            self.config_last_reload_success.set(self._wall_clock())
+        if not initial:
+            self.config_reloads.labels("success" if ok else "failure").inc()
 
     def set_prometheus_up(self, up: bool) -> None:
         self.prometheus_up.set(1 if up else 0)

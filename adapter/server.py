@@ -1,4 +1,8 @@
-"""Building and running the server from Settings: rules -> backends -> providers -> app -> uvicorn."""
+"""Building and running the server from Settings: rules -> backends -> providers -> app -> uvicorn.
+
+``build_core`` builds everything that depends on the rules (a ``Core``); ``build`` adds the long-lived
+pieces (``Shared``) and the ``Reloader`` that replaces the core on a rules change (``adapter.reload``).
+"""
 
 from __future__ import annotations
 
@@ -45,8 +49,11 @@ from adapter.provider.objects import KsmObjectResolver
 from adapter.provider.registry import SeriesIndex
 from adapter.provider.runner import QueryRunner
 from adapter.provider.values import Freshness, Policy
-from adapter.rules import LoadedRules, load_rules
+from adapter.reload import ExtraRules, Reloader, RuleSource, no_extra_rules
+from adapter.rules import LoadedRules
+from adapter.rulewatch import ConfigWatcher, observe, reload_on_sighup
 from adapter.settings import Settings
+from adapter.swap import Swappable
 from adapter.tlsreload import CertReloader
 
 if TYPE_CHECKING:
@@ -56,17 +63,68 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class Built:
+class Core:
+    """Everything built from the rules: what a rules reload replaces as a whole (``adapter.reload``)."""
+
     app: ASGIApp
     relister: Relister
     backend: PrometheusBackend
     runner: QueryRunner
-    metrics: Metrics
     rules: LoadedRules
     custom: CustomMetricsProvider
     external: ExternalMetricsProvider | None
-    explainer: Explainer | None = None
+    explainer: Explainer
+
+    def rule_ids(self) -> list[tuple[str, str]]:
+        return [rule_id(n) for n in (*self.relister.custom, *self.relister.external)]
+
+    def close(self) -> None:
+        self.backend.close()
+
+
+@dataclass
+class Shared:
+    """What outlives a rules reload: the settings, the adapter's metrics, Kubernetes, the security wrap,
+    the delegates (their clients and discovery caches; ``adapter.provider.delegation``)."""
+
+    st: Settings
+    metrics: Metrics
+    mapper: ResourceMapper
+    resolver: ObjectResolver | None
+    wrap: Callable[[ASGIApp], ASGIApp] | None
+    last_known: LastKnownStore[tuple[str, ...]]
     delegates: dict[str, delegation.Delegate] = field(default_factory=dict)
+
+
+@dataclass
+class Built:
+    app: Swappable[Core]  # serves every request with the current core
+    reloader: Reloader[Core]
+    shared: Shared
+
+    @property
+    def core(self) -> Core:
+        return self.app.core
+
+    @property
+    def metrics(self) -> Metrics:
+        return self.shared.metrics
+
+    @property
+    def relister(self) -> Relister:
+        return self.core.relister
+
+    @property
+    def backend(self) -> PrometheusBackend:
+        return self.core.backend
+
+    @property
+    def explainer(self) -> Explainer:
+        return self.core.explainer
+
+
+def rule_id(namer: MetricNamer) -> tuple[str, str]:
+    return namer.sourced.source, f"{namer.sourced.list_name}[{namer.sourced.index}]"
 
 
 def compile_rules(rules: LoadedRules, mapper: ResourceMapper) -> tuple[list[MetricNamer], list[MetricNamer]]:
@@ -98,13 +156,30 @@ def prometheus_backend(st: Settings, on_call: Callable[[str, str, float], None] 
 
 def build(st: Settings, *, registry: CollectorRegistry | None = None,
           mapper: ResourceMapper | None = None, resolver: ObjectResolver | None = None,
-          wrap: Callable[[ASGIApp], ASGIApp] | None = None) -> Built:
-    rules = load_rules(st.config, st.presets)
-    if not rules.rules and not rules.external_rules:
-        raise ConfigError(f"{st.config or 'presets'}: no rules and no externalRules: nothing to serve")
-    mapper = mapper or StaticResourceMapper()
-    custom_namers, external_namers = compile_rules(rules, mapper)
+          wrap: Callable[[ASGIApp], ASGIApp] | None = None, extra_rules: ExtraRules = no_extra_rules) -> Built:
+    """The long-lived pieces, and the first core built from the rules (``build_core``, as every reload)."""
+    source = RuleSource(st.config, st.presets, extra_rules)
+    fingerprint, rules = source.read()
     metrics = Metrics(registry or CollectorRegistry())
+    delegates = delegation.from_settings(
+        st, [(discovery.CUSTOM, discovery.CUSTOM_VERSIONS, st.delegate_custom_metrics),
+             (discovery.EXTERNAL, discovery.EXTERNAL_VERSIONS, st.delegate_external_metrics)],
+        on_request=metrics.observe_delegated, on_up=metrics.set_delegate_discovery_up)
+    shared = Shared(st, metrics, mapper or StaticResourceMapper(), resolver, wrap,
+                    LastKnownStore(max_entries=st.cache_max_entries), delegates)
+    serving = Swappable(build_core(shared, rules))
+    shared.metrics.config_loaded(True, initial=True)
+    # a request still in flight on replaced rules has answered within the request timeout
+    reloader = Reloader(source, lambda r: build_core(shared, r), serving, shared.metrics, fingerprint,
+                        drain_timeout=st.request_timeout + 5.0)
+    return Built(serving, reloader, shared)
+
+
+def build_core(shared: Shared, rules: LoadedRules) -> Core:
+    """Namers, backend, runner, discovery, providers and the app, from ``rules``; ConfigError if a rule
+    does not compile."""
+    st, metrics, mapper = shared.st, shared.metrics, shared.mapper
+    custom_namers, external_namers = compile_rules(rules, mapper)
 
     def on_call(endpoint: str, outcome: str, seconds: float) -> None:
         metrics.observe_query(endpoint, seconds, None if outcome == "success" else outcome)
@@ -112,9 +187,6 @@ def build(st: Settings, *, registry: CollectorRegistry | None = None,
     backend = prometheus_backend(st, on_call=on_call, on_reachable=metrics.set_prometheus_up)
     runner = QueryRunner(backend.query, ttl=st.cache_ttl, max_entries=st.cache_max_entries,
                          on_event=metrics.cache_observer("query"), on_rule_query=metrics.observe_rule_query)
-
-    def rule_id(namer: MetricNamer) -> tuple[str, str]:
-        return namer.sourced.source, f"{namer.sourced.list_name}[{namer.sourced.index}]"
 
     metrics.rules_known(rule_id(n) for n in (*custom_namers, *external_namers))
 
@@ -128,17 +200,13 @@ def build(st: Settings, *, registry: CollectorRegistry | None = None,
 
     relister = Relister(custom_namers, external_namers, backend.series, st.metrics_relist_interval,
                         st.series_max_age, on_relist=on_relist)
-    freshness = Freshness(LastKnownStore(max_entries=st.cache_max_entries), st.max_value_age, time.time,
-                          metrics.observe_value_age, metrics.withheld)
+    freshness = Freshness(shared.last_known, st.max_value_age, time.time, metrics.observe_value_age,
+                          metrics.withheld)
     policy_for = policies(Policy(missing=st.missing_data, max_age=st.max_value_age))
-    resolver = resolver or KsmObjectResolver(runner)
+    resolver = shared.resolver or KsmObjectResolver(runner)
     custom = CustomMetricsProvider(relister, mapper, resolver, runner, freshness, policy_for)
     external = ExternalMetricsProvider(relister, runner, freshness, policy_for) if external_namers else None
-    delegates = delegation.from_settings(
-        st, [(discovery.CUSTOM, discovery.CUSTOM_VERSIONS, st.delegate_custom_metrics),
-             (discovery.EXTERNAL, discovery.EXTERNAL_VERSIONS, st.delegate_external_metrics)],
-        on_request=metrics.observe_delegated, on_up=metrics.set_delegate_discovery_up)
-    handlers = Handlers(custom, external, st.request_timeout, delegates)
+    handlers = Handlers(custom, external, st.request_timeout, shared.delegates)
 
     def readiness() -> tuple[bool, str]:
         # "can serve the API", as k8s.io/apiserver means it: never Prometheus or discovery, which an
@@ -149,10 +217,10 @@ def build(st: Settings, *, registry: CollectorRegistry | None = None,
     explainer = Explainer(custom, external, runner, relister, backend.series)
     explain = explain_routes(explainer, st.request_timeout, custom.list_metrics,
                              external.list_metrics if external is not None else list)
-    external_enabled = external is not None or discovery.EXTERNAL in delegates
-    app = create_app(handlers, readiness, metrics, external_enabled=external_enabled, wrap=wrap,
+    external_enabled = external is not None or discovery.EXTERNAL in shared.delegates
+    app = create_app(handlers, readiness, metrics, external_enabled=external_enabled, wrap=shared.wrap,
                      extra_routes=explain, extra_groups=[(EXPLAIN_GROUP, (EXPLAIN_VERSION,))])
-    return Built(app, relister, backend, runner, metrics, rules, custom, external, explainer, delegates)
+    return Core(app, relister, backend, runner, rules, custom, external, explainer)
 
 
 def serving_cert(st: Settings) -> tuple[Path, Path]:
@@ -181,6 +249,7 @@ async def run(st: Settings) -> None:
         authn, authz = build_security(st, kube.auth if kube else None)
         if kube is not None:
             await asyncio.get_running_loop().run_in_executor(None, kube.mapper.start)
+        seen = observe(st.config) if st.config is not None else None  # before the rules are read
         built = build(st, mapper=kube.mapper if kube else None, resolver=kube.objects if kube else None,
                       wrap=lambda app: SecurityMiddleware(app, authn, authz))
         cert, key = serving_cert(st)
@@ -195,19 +264,24 @@ async def run(st: Settings) -> None:
                                 timeout_graceful_shutdown=5, server_header=False,
                                 proxy_headers=False)  # X-Forwarded-* from the aggregator must not rewrite the peer
         server = uvicorn.Server(config)
-        tasks = [asyncio.create_task(built.relister.run(), name="relist"),
-                 asyncio.create_task(CertReloader(ctx, cert, key).run(), name="cert-reload"),
-                 *(asyncio.create_task(d.run(), name=f"delegate-{g}") for g, d in built.delegates.items())]
+        tasks = [asyncio.create_task(CertReloader(ctx, cert, key).run(), name="cert-reload"),
+                 *(asyncio.create_task(d.run(), name=f"delegate-{g}") for g, d in built.shared.delegates.items())]
+        if st.config is not None and st.config_reload_interval > 0:
+            watcher = ConfigWatcher(st.config, built.reloader.reload, st.config_reload_interval, seen)
+            tasks.append(asyncio.create_task(watcher.run(), name="rules-watch"))
+        built.reloader.start()
+        remove_sighup = reload_on_sighup(built.reloader.reload)
         try:
             await server.serve()
         finally:
+            remove_sighup()
             for t in tasks:
                 t.cancel()
             for t in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await t
-            built.backend.close()
-            for d in built.delegates.values():
+            await built.reloader.stop()
+            for d in built.shared.delegates.values():
                 d.client.close()
     finally:
         if kube is not None:

@@ -45,6 +45,7 @@ class Settings:
     # rules and presets
     config: Path | None = None
     presets: tuple[str, ...] = ()
+    config_reload_interval: float = 5.0  # poll the --config file this often; 0 = only on SIGHUP
     # Prometheus
     prometheus_url: str = "http://127.0.0.1:9090"
     prometheus_verb: str = "GET"
@@ -120,6 +121,8 @@ def build_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     a = parser.add_argument
     a("--config", help="rules file in prometheus-adapter's format (may also select presets)")
     a("--preset", action="append", dest="presets", help="built-in rules preset to load (repeatable)")
+    a("--config-reload-interval", help="check the --config file for changes this often and reload it "
+      "(default 5s; 0 disables, SIGHUP still reloads)")
     a("--prometheus-url", help="Prometheus base URL (default http://127.0.0.1:9090)")
     a("--prometheus-verb", choices=["GET", "POST"], help="HTTP verb for queries (default GET)")
     a("--prometheus-header", action="append", dest="prometheus_header",
@@ -268,6 +271,7 @@ def from_args(ns: argparse.Namespace, env: Mapping[str, str] | None = None) -> S
         headers[key.strip()] = value
     kw["prometheus_headers"] = headers
     for name, flag in (("prometheus_timeout", "--prometheus-timeout"),
+                       ("config_reload_interval", "--config-reload-interval"),
                        ("metrics_relist_interval", "--metrics-relist-interval"),
                        ("metrics_max_age", "--metrics-max-age"),
                        ("request_timeout", "--request-timeout"),
@@ -310,6 +314,8 @@ def _validate(st: Settings) -> None:
                           f"({st.metrics_max_age:g}s < {st.metrics_relist_interval:g}s)")
     if st.request_timeout <= 0:
         raise ConfigError("--request-timeout: must be positive")
+    if st.config_reload_interval < 0:
+        raise ConfigError("--config-reload-interval: must not be negative (0 disables)")
     for value, flag in ((st.read_header_timeout, "--read-header-timeout"), (st.idle_timeout, "--idle-timeout")):
         if value <= 0:
             raise ConfigError(f"{flag}: must be positive")

@@ -7,6 +7,7 @@ import base64
 import datetime as dt
 import io
 import os
+import ssl
 import stat
 import subprocess
 import sys
@@ -15,11 +16,13 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.serialization import load_pem_private_key
+from cryptography.hazmat.primitives.serialization import Encoding, load_pem_private_key
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
 from adapter import certs_cli
+from adapter.certs import KeyPair
+from tests.support.servingtls import handshake, serving
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -107,6 +110,55 @@ def test_bad_arguments_exit_2_and_write_nothing(tmp_path: Path, kw: dict[str, ob
     rc, out, err = _run(_ns(tmp_path / "o", **kw))
     assert rc == 2
     assert message in err and out == ""
+    assert not (tmp_path / "o").exists()
+
+
+def test_rotation_bundle_trusts_the_old_and_the_new_serving_certificate(tmp_path: Path) -> None:
+    """--previous-ca: the printed caBundle carries the new and the old CA, so the aggregator accepts
+    a pod on either side of the Secret swap (real TLS, the server's certificate reloader)."""
+    out_dir = tmp_path / "out"
+    assert _run(_ns(out_dir))[0] == 0
+    old = {name: (out_dir / name).read_bytes() for name in ("ca.crt", "tls.crt", "tls.key")}
+    # the old ca.crt is read before --force overwrites it
+    rc, out, err = _run(_ns(out_dir, force=True, previous_ca=str(out_dir / "ca.crt")))
+    assert rc == 0, err
+    new = {name: (out_dir / name).read_bytes() for name in ("ca.crt", "tls.crt", "tls.key")}
+    assert new["ca.crt"] != old["ca.crt"]
+    bundle = base64.b64decode(next(line for line in out.splitlines() if line.startswith("CA_BUNDLE="))
+                              .removeprefix("CA_BUNDLE="))
+    assert bundle == new["ca.crt"] + old["ca.crt"]
+    assert "patch again with ca.crt alone" in out
+
+    name = "accel-metrics-adapter.accel-metrics.svc"
+    leaf = {k: x509.load_pem_x509_certificates(v["tls.crt"])[0].public_bytes(Encoding.PEM)
+            for k, v in (("old", old), ("new", new))}
+    with serving(tmp_path / "pod", KeyPair(old["tls.crt"], old["tls.key"])) as pod:
+        assert handshake(pod.port, bundle, name) == leaf["old"]
+        with pytest.raises(ssl.SSLCertVerificationError):
+            handshake(pod.port, new["ca.crt"], name)
+        KeyPair(new["tls.crt"], new["tls.key"]).write(pod.cert, pod.key)
+        assert pod.reloader.check_now() is True
+        assert handshake(pod.port, bundle, name) == leaf["new"]
+        with pytest.raises(ssl.SSLCertVerificationError):
+            handshake(pod.port, old["ca.crt"], name)
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (None, "cannot read"),
+    (b"not a certificate\n", "is not a PEM certificate file"),
+    ("leaf", "is not a CA certificate"),
+])
+def test_previous_ca_must_be_ca_certificates(tmp_path: Path, content: bytes | str | None, message: str) -> None:
+    src = tmp_path / "src"
+    assert _run(_ns(src))[0] == 0
+    previous = tmp_path / "previous.crt"
+    if content == "leaf":
+        previous.write_bytes((src / "tls.crt").read_bytes())  # leaf + CA: the leaf is refused
+    elif isinstance(content, bytes):
+        previous.write_bytes(content)
+    rc, out, err = _run(_ns(tmp_path / "o", previous_ca=str(previous)))
+    assert rc == 2 and out == ""
+    assert "--previous-ca" in err and message in err, err
     assert not (tmp_path / "o").exists()
 
 

@@ -59,3 +59,11 @@ def test_invalid_flags(cfg: str, args: list[str], msg: str) -> None:
 def test_config_or_preset_required() -> None:
     with pytest.raises(ConfigError, match="--config: a rules file"):
         parse([], env={})
+
+
+def test_config_reload_interval(cfg: str) -> None:
+    assert parse(["--config", cfg], env={}).config_reload_interval == 5
+    assert parse(["--config", cfg, "--config-reload-interval", "0"], env={}).config_reload_interval == 0
+    assert parse(["--config", cfg], env={"ADAPTER_CONFIG_RELOAD_INTERVAL": "1m"}).config_reload_interval == 60
+    with pytest.raises(ConfigError, match="--config-reload-interval: must not be negative"):
+        parse(["--config", cfg, "--config-reload-interval", "-1"], env={})

@@ -79,6 +79,14 @@ class Relister:
                 return f"series discovery for {n.where} has not succeeded yet ({state.error})"
         return None
 
+    def adopt(self, previous: Relister) -> None:
+        """Start from ``previous``'s last good series for the seriesQueries both share (a rules reload): a
+        query that fails on the first discovery keeps serving what it found before the reload."""
+        for query, state in self._state.items():
+            old = previous._state.get(query)
+            if old is not None and old.series is not None:
+                state.series, state.error = old.series, old.error
+
     async def update_now(self) -> SeriesIndex:
         start = time.perf_counter()
         queries = sorted(self._state)
@@ -123,7 +131,10 @@ class Relister:
         else:
             log.info("series discovery recovered", extra={"rules": rules, "series_query": query})
 
-    async def run(self) -> None:
+    async def run(self, *, first_now: bool = True) -> None:
+        """Discover every interval; ``first_now=False`` waits one interval first (a discovery just ran)."""
+        if not first_now:
+            await asyncio.sleep(self.interval if self.complete else min(self.interval, 5.0))
         while True:
             try:
                 await self.update_now()

@@ -259,12 +259,13 @@ def test_args_are_the_servers_flags(values: Path) -> None:
     assert "serve" not in args, "the image ENTRYPOINT already says serve"
     assert "command" not in pod["containers"][0]
     parsed = build_parser(argparse.ArgumentParser(exit_on_error=False)).parse_args(args)  # unknown flag: error
-    assert parsed.config == "/etc/accel-adapter/config.yaml"
+    assert parsed.config == "/etc/accel-adapter/rules/config.yaml"
     assert parsed.secure_port == 6443
     assert (parsed.tls_cert_file, parsed.tls_private_key_file) == (
         "/etc/accel-adapter/tls/tls.crt", "/etc/accel-adapter/tls/tls.key")
     mounts = {m["mountPath"]: m for m in pod["containers"][0]["volumeMounts"]}
-    assert mounts["/etc/accel-adapter/config.yaml"]["subPath"] == "config.yaml"
+    # the ConfigMap's directory: a subPath mount would never see a change of the rules (no reload)
+    assert "subPath" not in mounts["/etc/accel-adapter/rules"]
     assert "/etc/accel-adapter/tls" in mounts
     # every file flag points into a mounted volume
     for flag in ("prometheus_token_file", "prometheus_ca_file", "prometheus_client_tls_cert_file",
@@ -309,15 +310,28 @@ def _checksum(objs: list[dict[str, Any]]) -> str:
 def test_checksum_config_changes_with_the_rules(tmp_path: Path) -> None:
     rule = {"seriesQuery": "up", "metricsQuery": "sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)"}
     a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
-    a.write_text(yaml.safe_dump({"rules": {"rules": [rule]}}))
-    b.write_text(yaml.safe_dump({"rules": {"rules": [{**rule, "seriesQuery": "up2"}]}}))
-    base = _checksum(render())
+    a.write_text(yaml.safe_dump({"rules": {"rules": [rule], "restartOnChange": True}}))
+    b.write_text(yaml.safe_dump({"rules": {"rules": [{**rule, "seriesQuery": "up2"}], "restartOnChange": True}}))
+    on = "rules.restartOnChange=true"
+    base = _checksum(render(sets=(on,)))
     assert len(base) == 64
     assert _checksum(render((a,))) != base
     assert _checksum(render((b,))) not in (base, _checksum(render((a,))))
-    assert _checksum(render(sets=("presets={vllm}",))) != base
-    assert _checksum(render(sets=("replicaCount=3",))) == base  # unrelated values do not roll pods
+    assert _checksum(render(sets=("presets={vllm}", on))) != base
+    assert _checksum(render(sets=("replicaCount=3", on))) == base  # unrelated values do not roll pods
     assert _checksum(render((a,))) == _checksum(render((a,), sets=("logging.level=debug",)))
+    assert "restartOnChange" not in one(render((a,)), "ConfigMap")["data"]["config.yaml"]
+
+
+def test_rules_changes_do_not_roll_the_pods_by_default() -> None:
+    """The adapter reloads a changed rules file itself: no checksum annotation unless asked for."""
+    meta = one(render(), "Deployment")["spec"]["template"]["metadata"]
+    assert "checksum/config" not in (meta.get("annotations") or {})
+    meta = one(render(sets=("podAnnotations.team=ml",)), "Deployment")["spec"]["template"]["metadata"]
+    assert meta["annotations"] == {"team": "ml"}
+    meta = one(render(sets=("existingConfigMap=mine", "rules.restartOnChange=true")),
+               "Deployment")["spec"]["template"]["metadata"]
+    assert set(meta["annotations"]) == {"checksum/config"}
 
 
 # ---- RBAC ----------------------------------------------------------------------------------------
@@ -468,6 +482,12 @@ def test_names_fit_in_63_characters_for_a_long_release() -> None:
     (("logging.level=trace",), "logging/level"),
     (("prometheus.url=prometheus:9090",), "prometheus/url"),
     (("extraArgs={serve}",), "extraArgs"),
+    (("tls.generate.renewBeforeDays=0",), "renewBeforeDays"),
+    (("server.idleTimeout=0s",), "server/idleTimeout"),
+    (("server.readHeaderTimeout=0ms",), "server/readHeaderTimeout"),
+    (("server.readHeaderTimeout=soon",), "server/readHeaderTimeout"),
+    (("server.maxHeaderBytes=1000",), "server/maxHeaderBytes"),
+    (("server.maxConnections=10",), "maxConnections"),
 ])
 def test_values_schema_rejects(sets: tuple[str, ...], message: str) -> None:
     r = run(template_cmd(sets=sets))
@@ -483,7 +503,8 @@ def test_values_schema_rejects_unknown_key_in_a_values_file(tmp_path: Path) -> N
 
 
 def test_notes_print_the_raw_api_checks() -> None:
-    r = run([helm(), "install", RELEASE, str(CHART), "--dry-run=client", "--namespace", NAMESPACE])
+    r = run([helm(), "install", RELEASE, str(CHART), "--dry-run=client", "--namespace", NAMESPACE,
+             "--set", "tls.generate.allowTemplate=true"])
     assert r.returncode == 0, r.stderr
     notes = r.stdout.split("NOTES:", 1)[1]
     for api in APISERVICES:
@@ -492,6 +513,6 @@ def test_notes_print_the_raw_api_checks() -> None:
     assert "kubectl get apiservices" in notes
     assert "WARNING: no rules and no presets" in notes
     r = run([helm(), "install", RELEASE, str(CHART), "--dry-run=client", "--namespace", NAMESPACE,
-             "-f", str(CI["external-metrics-off"])])
+             "-f", str(CI["external-metrics-off"]), "--set", "tls.generate.allowTemplate=true"])
     notes = r.stdout.split("NOTES:", 1)[1]
-    assert "external.metrics.k8s.io" not in notes and "WARNING" not in notes
+    assert "external.metrics.k8s.io" not in notes and "WARNING: no rules" not in notes

@@ -56,9 +56,16 @@ def run(cmd: list[str], timeout: float = 120, cwd: Path | None = None) -> subpro
                           check=False)
 
 
+# tls.mode=generate (the default) refuses to render without a cluster unless allowed: the renders
+# below are offline, so they allow it (tests of the refusal build their command without it).
+ALLOW_OFFLINE_GENERATE = "tls.generate.allowTemplate=true"
+
+
 def template_cmd(values: tuple[Path, ...] = (), sets: tuple[str, ...] = (), release: str = RELEASE,
-                 namespace: str = NAMESPACE) -> list[str]:
+                 namespace: str = NAMESPACE, allow_offline_generate: bool = True) -> list[str]:
     cmd = [helm(), "template", release, str(CHART), "--namespace", namespace]
+    if allow_offline_generate:
+        cmd += ["--set", ALLOW_OFFLINE_GENERATE]
     for v in values:
         cmd += ["-f", str(v)]
     for s in sets:

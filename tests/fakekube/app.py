@@ -156,6 +156,8 @@ def build_app(state: FakeKubeState) -> Starlette:
         if path in state.fail_status:
             code = state.fail_status[path]
             return JSONResponse(status(code, "InternalError", "injected failure"), code)
+        if path == "/version":
+            return JSONResponse({"major": "1", "minor": "35", "gitVersion": "v1.35.0-fake", "platform": "linux/amd64"})
         if path == "/api":
             return JSONResponse({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [
                 {"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1:6443"}]})

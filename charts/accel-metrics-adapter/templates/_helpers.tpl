@@ -83,7 +83,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- include "accel-metrics-adapter.fullname" . }}
 {{- end }}
 
-{{/* The rule file mounted at /etc/accel-adapter/config.yaml (when the chart owns it). */}}
+{{/* The rule file mounted at /etc/accel-adapter/rules/config.yaml (when the chart owns it). */}}
 {{- define "accel-metrics-adapter.config" -}}
 {{- $cfg := dict "rules" (.Values.rules.rules | default list) "externalRules" (.Values.rules.externalRules | default list) }}
 {{- if .Values.presets }}
