@@ -188,3 +188,13 @@ def test_no_token_file_sends_no_authorization(pki: Pki, rec: Recorder, tmp_path:
     client = DelegateClient(DelegateConfig(rec.url, ca_file=pki.cert("serving-ca"), timeout=5))
     client.get_sync(EXT_GV)
     assert "Authorization" not in rec.requests[-1][1]
+
+
+def test_a_changed_ca_bundle_is_used_without_a_restart(pki: Pki, rec: Recorder, tmp_path: Path) -> None:
+    bundle = tmp_path / "ca.crt"
+    bundle.write_bytes(pki.cert("front-proxy-ca").read_bytes())  # not the CA that signed the delegate
+    client = DelegateClient(DelegateConfig(rec.url, ca_file=bundle, timeout=5))
+    with pytest.raises(DelegateUnavailable):
+        client.get_sync(EXT_GV)
+    bundle.write_bytes(pki.cert("serving-ca").read_bytes())  # the mounted ConfigMap updated
+    assert client.get_sync(EXT_GV).status == 200  # read again at the next connection
