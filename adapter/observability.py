@@ -62,6 +62,8 @@ _CACHE_EVENTS = {"hit": "hits", "miss": "misses", "coalesced": "coalesced", "evi
                  "refresh": "refreshes"}
 
 
+DELEGATE_OUTCOMES = ("2xx", "3xx", "4xx", "5xx", "unreachable", "timeout", "too_large")
+
 class Metrics:
     """All adapter metrics; one instance per registry."""
 
@@ -133,7 +135,7 @@ class Metrics:
             self.values_withheld.labels(reason)
         self.delegated_requests = Counter(
             f"{p}_delegated_requests_total", "Requests forwarded to a delegate (metrics we do not serve), by API "
-            "group and outcome: the delegate's status class (2xx, 4xx, 5xx), or unreachable, timeout, too_large.",
+            "group and outcome: the delegate's status class (2xx, 3xx, 4xx, 5xx), or unreachable, timeout, too_large.",
             ("group", "outcome"), registry=r)
         self.delegate_discovery_up = Gauge(
             f"{p}_delegate_discovery_up", "1 if the delegate's last discovery fetch for the group version "
@@ -262,6 +264,12 @@ class Metrics:
 
     def set_prometheus_up(self, up: bool) -> None:
         self.prometheus_up.set(1 if up else 0)
+
+    def delegates_known(self, groups: Iterable[str]) -> None:
+        """Pre-create each delegated group's outcome counters (rates work from the first scrape)."""
+        for group in groups:
+            for outcome in DELEGATE_OUTCOMES:
+                self.delegated_requests.labels(group, outcome)
 
     def observe_delegated(self, group: str, outcome: str) -> None:
         self.delegated_requests.labels(group, outcome).inc()

@@ -165,6 +165,7 @@ def build(st: Settings, *, registry: CollectorRegistry | None = None,
         st, [(discovery.CUSTOM, discovery.CUSTOM_VERSIONS, st.delegate_custom_metrics),
              (discovery.EXTERNAL, discovery.EXTERNAL_VERSIONS, st.delegate_external_metrics)],
         on_request=metrics.observe_delegated, on_up=metrics.set_delegate_discovery_up)
+    metrics.delegates_known(delegates)
     shared = Shared(st, metrics, mapper or StaticResourceMapper(), resolver, wrap,
                     LastKnownStore(max_entries=st.cache_max_entries), delegates)
     serving = Swappable(build_core(shared, rules))

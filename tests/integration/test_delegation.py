@@ -398,6 +398,9 @@ def test_custom_rules_only_the_external_api_is_the_delegates(prom_and_pki: tuple
         with adapter(tmp, prom.url, "--config", str(rules), "--delegate-external-metrics", rec.url,
                      "--delegate-custom-metrics", rec.url, "--delegate-ca-file", str(pki.cert("serving-ca")),
                      "--delegate-discovery-interval", "1s") as front:
+            # every outcome counted from the first scrape, at 0 until it happens
+            assert front.metric("accel_adapter_delegated_requests_total", group="custom.metrics.k8s.io",
+                                outcome="5xx") == 0
             groups = [g["name"] for g in front.get("/apis")[1]["groups"]]  # type: ignore[index, union-attr]
             assert "external.metrics.k8s.io" in groups
             assert front.get("/apis/external.metrics.k8s.io")[0] == 200
