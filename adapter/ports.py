@@ -5,7 +5,7 @@ Kept at the bottom layer so backends can implement them without importing the pr
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -86,3 +86,41 @@ class AuthenticationConfig(Protocol):
 
 class KubeAuth(TokenReviews, AccessReviews, AuthenticationConfig, Protocol):
     """Everything delegated authn/authz needs from the cluster (what ``build_security`` takes)."""
+
+
+# --- team-owned rules (implemented in adapter.backends.kube_metricrules) -----------------------------
+
+
+@dataclass(frozen=True)
+class MetricRuleObject:
+    """One ``MetricRule`` (accel-metrics.io/v1alpha1) as the watch cache holds it."""
+
+    namespace: str
+    name: str
+    generation: int
+    spec: Mapping[str, object]
+    status: Mapping[str, object]
+
+    @property
+    def source(self) -> str:
+        """Where its rules come from, in every message: ``metricrule:<namespace>/<name>``."""
+        return f"metricrule:{self.namespace}/{self.name}"
+
+
+class MetricRuleSource(Protocol):
+    """The cluster's MetricRules, kept current by a watch; status written to the status subresource."""
+
+    def start(self, on_change: Callable[[], None]) -> None:
+        """Start watching; ``on_change`` is called (from another thread) after every change."""
+        ...
+
+    async def wait_synced(self, timeout: float) -> None:
+        """Wait (bounded) for the first list; raise ``Unavailable`` when it fails or times out."""
+        ...
+
+    def snapshot(self) -> Sequence[MetricRuleObject]:
+        ...
+
+    async def patch_status(self, namespace: str, name: str, status: Mapping[str, object]) -> None:
+        """Merge-patch ``status`` into the object's status subresource; ``NotFound`` when it is gone."""
+        ...

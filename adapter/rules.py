@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from types import UnionType
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 
 import yaml
 from pydantic import (
@@ -36,6 +36,7 @@ from adapter.errors import ConfigError
 log = logging.getLogger(__name__)
 
 PRESET_PACKAGE = "adapter.presets"
+_M = TypeVar("_M", bound=BaseModel)
 
 
 class _Strict(BaseModel):
@@ -125,14 +126,24 @@ class RulesFile(_Strict):
         default_factory=list)
 
 
+class MetricRuleSpec(_Strict):
+    """``spec`` of a namespaced ``MetricRule`` (accel-metrics.io/v1alpha1): the rules file's two rule
+    lists, with the same fields; its rules are confined to the MetricRule's namespace."""
+
+    rules: list[DiscoveryRule] = Field(default_factory=list)
+    external_rules: list[DiscoveryRule] = Field(default_factory=list, alias="externalRules")
+
+
 @dataclass(frozen=True)
 class SourcedRule:
     """A rule and where it came from, for error messages and ``explain``."""
 
     rule: DiscoveryRule
-    source: str  # file path or "preset:<name>"
+    source: str  # file path, "preset:<name>" or "metricrule:<namespace>/<name>"
     list_name: str  # "rules" or "externalRules"
     index: int
+    # a MetricRule's namespace: its metrics exist only there and its queries are confined to it
+    namespace: str | None = None
 
     @property
     def where(self) -> str:
@@ -167,17 +178,24 @@ def parse_rules_text(text: str, source: str) -> RulesFile:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise ConfigError(f"{source}: not valid YAML: {e}") from e
-    if data is None:
-        data = {}
+    return _validated(RulesFile, {} if data is None else data, source, "the top level")
+
+
+def parse_metric_rule_spec(spec: Any, source: str) -> MetricRuleSpec:
+    """A MetricRule's ``spec``, strictly, with the rules file's errors (``metricrule:ns/name: rules[0]...``)."""
+    return _validated(MetricRuleSpec, spec, source, "spec")
+
+
+def _validated(model: type[_M], data: Any, source: str, what: str) -> _M:
     if not isinstance(data, dict):
-        raise ConfigError(f"{source}: the top level must be a mapping with 'rules' and/or 'externalRules'")
+        raise ConfigError(f"{source}: {what} must be a mapping with 'rules' and/or 'externalRules'")
     try:
-        return RulesFile.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as e:
-        raise ConfigError(f"{source}: {_first_error(e)}") from e
+        raise ConfigError(f"{source}: {_first_error(e, model)}") from e
 
 
-def _first_error(e: ValidationError) -> str:
+def _first_error(e: ValidationError, root: type[BaseModel] = RulesFile) -> str:
     """The error to show: an unknown key first, with the closest known field, since a misspelt key also
     makes the field it meant "required" (that consequence is not counted as one more error)."""
     errors = e.errors()
@@ -186,7 +204,7 @@ def _first_error(e: ValidationError) -> str:
     loc = tuple(first["loc"])
     msg, meant = first["msg"], None
     if unknown:
-        model = _model_at(loc[:-1])
+        model = _model_at(loc[:-1], root)
         known = sorted(f.alias or n for n, f in model.model_fields.items()) if model else []
         close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
         meant = _aliased((*loc[:-1], close[0])) if close else None
@@ -201,9 +219,9 @@ def _aliased(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
     return tuple(_ALIASES.get(p, p) if isinstance(p, str) else p for p in loc)
 
 
-def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
+def _model_at(loc: tuple[int | str, ...], root: type[BaseModel] = RulesFile) -> type[BaseModel] | None:
     """The model that the mapping at ``loc`` (a pydantic error location) is validated as."""
-    t: Any = RulesFile
+    t: Any = root
     for part in loc:
         t = _optional_inner(t)
         if isinstance(t, type) and issubclass(t, BaseModel):

@@ -48,6 +48,7 @@ from adapter.provider.external import ExternalMetricsProvider
 from adapter.provider.objects import KsmObjectResolver
 from adapter.provider.registry import SeriesIndex
 from adapter.provider.runner import QueryRunner
+from adapter.provider.teamrules import TeamRules
 from adapter.provider.values import Freshness, Policy
 from adapter.reload import ExtraRules, Reloader, RuleSource, no_extra_rules
 from adapter.rules import LoadedRules
@@ -57,6 +58,7 @@ from adapter.swap import Swappable
 from adapter.tlsreload import CertReloader
 
 if TYPE_CHECKING:
+    from adapter.backends.kubernetes import KubeClients
     from adapter.backends.sigv4 import SigV4
 
 log = logging.getLogger(__name__)
@@ -233,6 +235,19 @@ def serving_cert(st: Settings) -> tuple[Path, Path]:
     return cert, key
 
 
+async def load_team_rules(st: Settings, kube: KubeClients | None) -> TeamRules | None:
+    """With ``--metric-rules``: the cluster's MetricRules, watched, judged once before serving (their
+    accepted rules are the reloader's extra rules; ``TeamRules.run`` reloads when they change)."""
+    if not st.metric_rules:
+        return None
+    if kube is None or kube.metric_rules is None:
+        raise ConfigError("--metric-rules: MetricRules are read from a cluster: give --lister-kubeconfig "
+                          "or run in a pod")
+    team = TeamRules(kube.metric_rules, kube.mapper, republish=st.metrics_relist_interval)
+    await team.load(timeout=min(30.0, st.request_timeout))
+    return team
+
+
 async def run(st: Settings) -> None:
     tune_malloc()
     tls_read_buffer()
@@ -251,8 +266,10 @@ async def run(st: Settings) -> None:
         if kube is not None:
             await asyncio.get_running_loop().run_in_executor(None, kube.mapper.start)
         seen = observe(st.config) if st.config is not None else None  # before the rules are read
+        team = await load_team_rules(st, kube)
         built = build(st, mapper=kube.mapper if kube else None, resolver=kube.objects if kube else None,
-                      wrap=lambda app: SecurityMiddleware(app, authn, authz))
+                      wrap=lambda app: SecurityMiddleware(app, authn, authz),
+                      extra_rules=team.extra_rules if team is not None else no_extra_rules)
         cert, key = serving_cert(st)
         ctx = build_server_ssl_context(str(cert), str(key), list(await authn.trust_bundle()))
         authn.attach_ssl_context(ctx)
@@ -271,6 +288,9 @@ async def run(st: Settings) -> None:
             watcher = ConfigWatcher(st.config, built.reloader.reload, st.config_reload_interval, seen)
             tasks.append(asyncio.create_task(watcher.run(), name="rules-watch"))
         built.reloader.start()
+        if team is not None:  # statuses once the current rules' discovery has completed
+            tasks.append(asyncio.create_task(team.run(built.reloader.reload, lambda: built.relister.index
+                                                      if built.relister.complete else None), name="metricrules"))
         remove_sighup = reload_on_sighup(built.reloader.reload)
         try:
             await server.serve()

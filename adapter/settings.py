@@ -82,6 +82,7 @@ class Settings:
     lister_kubeconfig: Path | None = None
     authentication_kubeconfig: Path | None = None
     authorization_kubeconfig: Path | None = None
+    metric_rules: bool = False  # load namespaced MetricRule objects (accel-metrics.io), cluster mode only
     client_ca_file: Path | None = None
     requestheader_client_ca_file: Path | None = None
     requestheader_allowed_names: tuple[str, ...] = ()
@@ -158,6 +159,9 @@ def build_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
       help="Delegated (SubjectAccessReview, default) or AlwaysAllow (local use only)")
     a("--lister-kubeconfig", "--kubeconfig", dest="lister_kubeconfig",
       help="kubeconfig of the cluster whose objects are resolved")
+    a("--metric-rules", choices=["true", "false"],
+      help="also serve the namespaced MetricRule objects (accel-metrics.io/v1alpha1) of the cluster, each "
+           "confined to its namespace (needs a cluster; default false)")
     a("--authentication-kubeconfig", help="kubeconfig for TokenReview")
     a("--authorization-kubeconfig", help="kubeconfig for SubjectAccessReview")
     a("--client-ca-file", help="CA for client-certificate authentication")
@@ -298,6 +302,12 @@ def from_args(ns: argparse.Namespace, env: Mapping[str, str] | None = None) -> S
     skip = s("authentication_skip_lookup")
     if skip is not None:
         kw["authentication_skip_lookup"] = skip.lower() in ("1", "true", "yes")
+
+    metric_rules = s("metric_rules")
+    if metric_rules is not None:
+        if metric_rules.lower() not in ("true", "false"):
+            raise ConfigError(f"--metric-rules: must be true or false, got {metric_rules!r}")
+        kw["metric_rules"] = metric_rules.lower() == "true"
 
     settings = replace(Settings(), **kw)
     _validate(settings)

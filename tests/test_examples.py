@@ -9,8 +9,14 @@ from typing import Any
 import pytest
 import yaml
 
+from adapter.naming.resources import StaticResourceMapper
+from adapter.ports import MetricRuleObject
+from adapter.provider.teamrules import judge
+from tests.charts.crdschema import conforms
+
 ROOT = Path(__file__).resolve().parents[1]
-EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
+EXAMPLES = sorted(p for p in (ROOT / "examples").glob("*.yaml") if not p.name.startswith("metricrule-"))
+METRICRULE_EXAMPLES = sorted((ROOT / "examples").glob("metricrule-*.yaml"))
 QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(n|u|m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
 
 
@@ -83,3 +89,32 @@ def test_behavior_policies_and_tolerance_are_well_formed() -> None:
         assert 0 <= rules["stabilizationWindowSeconds"] <= 3600
         for p in rules["policies"]:
             assert p["type"] in ("Pods", "Percent") and p["value"] > 0 and 0 < p["periodSeconds"] <= 1800
+
+
+def test_there_is_a_metricrule_example() -> None:
+    assert [p.name for p in METRICRULE_EXAMPLES] == ["metricrule-team-queue.yaml"]
+
+
+@pytest.mark.parametrize("path", METRICRULE_EXAMPLES, ids=[p.name for p in METRICRULE_EXAMPLES])
+def test_metricrule_example(path: Path) -> None:
+    """A MetricRule the CRD's schema and the adapter accept, and HPAs of its namespace on its metrics."""
+    text = path.read_text()
+    assert "metrics-catalog.md" in text, "cite where the target value comes from"
+    docs = [d for d in yaml.safe_load_all(text) if d]
+    crd = yaml.safe_load((ROOT / "charts" / "accel-metrics-adapter" / "crds" / "metricrules.accel-metrics.io.yaml")
+                         .read_text())
+    schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    rules = [d for d in docs if d["kind"] == "MetricRule"]
+    assert rules
+    served: dict[str, set[str]] = {}
+    for doc in rules:
+        assert doc["apiVersion"] == "accel-metrics.io/v1alpha1"
+        assert conforms(doc, schema) == []
+        meta = doc["metadata"]
+        verdict = judge(MetricRuleObject(meta["namespace"], meta["name"], 1, doc["spec"], {}), StaticResourceMapper())
+        assert verdict.error == "" and verdict.rules
+        served.setdefault(meta["namespace"], set()).update(r.rule.name.as_ for r in verdict.rules)
+    for doc in docs:
+        if doc["kind"] == "HorizontalPodAutoscaler":
+            ns = doc["metadata"]["namespace"]
+            assert {name for _, name, _ in hpa_metrics(doc)} <= served.get(ns, set()), "metrics of its namespace"

@@ -42,7 +42,7 @@ class CustomProvider(Protocol):
 class ExternalProvider(Protocol):
     def list_metrics(self) -> list[ExternalMetricInfo]: ...
 
-    def serves(self, metric: str) -> bool: ...
+    def serves(self, namespace: str, metric: str) -> bool: ...
 
     async def get(self, namespace: str, metric: str, selector: Selector) -> list[ExternalValue]: ...
 
@@ -170,7 +170,7 @@ class Handlers:
         check_namespace(parts[1])
         check_metric_name(parts[2], NotFound(f"the server could not find the metric {parts[2]} for namespace "
                                              f"{parts[1]}"))
-        if delegate is not None and (self.external is None or not self.external.serves(parts[2])):
+        if delegate is not None and (self.external is None or not self.external.serves(parts[1], parts[2])):
             return await self._bounded(forward(delegate, request))
         if self.external is None:
             raise NotFound("the server could not find the requested resource")

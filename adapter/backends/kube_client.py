@@ -73,10 +73,11 @@ class KubeHTTP:
         self._lock = threading.Lock()
 
     def _call(self, method: str, path: str, query: Mapping[str, str] | None, body: Any,
-              timeout: float | tuple[float, float], accept: str = "application/json") -> Any:
+              timeout: float | tuple[float, float], accept: str = "application/json",
+              content_type: str = "application/json") -> Any:
         headers = {"Accept": accept}
         if body is not None:
-            headers["Content-Type"] = "application/json"
+            headers["Content-Type"] = content_type
         try:
             req = self.api.param_serialize(method, path, query_params=list((query or {}).items()),
                                            header_params=headers, body=body, auth_settings=["BearerToken"])
@@ -95,8 +96,10 @@ class KubeHTTP:
         return Unavailable(msg)
 
     def request(self, method: str, path: str, query: Mapping[str, str] | None = None, body: Any = None,
-                timeout: float | None = None, accept: str = "application/json") -> JSON:
-        resp = self._call(method, path, query, body, timeout or self.timeout, accept)
+                timeout: float | None = None, accept: str = "application/json",
+                content_type: str = "application/json") -> JSON:
+        """``content_type`` of ``body``: e.g. ``application/merge-patch+json`` for a PATCH."""
+        resp = self._call(method, path, query, body, timeout or self.timeout, accept, content_type)
         try:
             data = resp.read()
         except (urllib3.exceptions.HTTPError, OSError) as e:

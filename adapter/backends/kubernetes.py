@@ -30,6 +30,7 @@ from adapter.backends.cluster import cluster_configured
 from adapter.backends.kube_client import JSON, KubeHTTP, api_client
 from adapter.backends.kube_informer import Informer
 from adapter.backends.kube_mapper import KubeResourceMapper
+from adapter.backends.kube_metricrules import MetricRuleWatcher
 from adapter.backends.kube_objects import KubeObjectResolver
 from adapter.errors import NotFound, Unavailable
 from adapter.model import Identity
@@ -186,8 +187,11 @@ class KubeClients:
     objects: KubeObjectResolver
     auth: KubeAuthClients
     executor: ThreadPoolExecutor = field(repr=False)
+    metric_rules: MetricRuleWatcher | None = None  # started only with --metric-rules
 
     def close(self) -> None:
+        if self.metric_rules is not None:
+            self.metric_rules.stop()
         self.mapper.stop()
         self.objects.stop()
         self.auth.config.stop()
@@ -219,4 +223,4 @@ def connect(lister_kubeconfig: Path | None, authentication_kubeconfig: Path | No
     objects = KubeObjectResolver(lister, resync=resync)
     log.info("Kubernetes API: %s (objects from list+watch caches)", lister.host)
     others = tuple(h for h in (authn, authz) if h is not lister)
-    return KubeClients(lister, others, mapper, objects, auth, executor)
+    return KubeClients(lister, others, mapper, objects, auth, executor, MetricRuleWatcher(lister, resync=resync))

@@ -13,9 +13,11 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from adapter.errors import InternalError
 from adapter.model import GroupResource, Selector
+from adapter.naming.confine import confine
 from adapter.naming.promql import PromQLError, parse
-from adapter.naming.resources import NAMESPACES, ResourceConverter
+from adapter.naming.resources import CLUSTER_LEVEL, NAMESPACES, ResourceConverter
 from adapter.naming.selectors import match_values, quote, selector_values, to_matchers
 from adapter.naming.shape import not_local
 from adapter.naming.templates import Template, TemplateError, compile_template
@@ -109,7 +111,28 @@ class MetricNamer:
         if sourced.list_name == "rules" and rule.resources.namespaced is not None:
             raise RuleError(f"{where}.resources.namespaced: only applies to externalRules")
         namespaced = True if rule.resources.namespaced is None else rule.resources.namespaced
-        return cls(sourced, rule.series_query, tuple(filters), matches, name_as, query, converter, namespaced)
+        series_query = rule.series_query
+        if sourced.namespace is not None:  # a MetricRule: discovery sees its namespace's series only
+            _check_confinable(sourced, converter)
+            ns_label = converter.label_for(NAMESPACES) or "namespace"
+            try:
+                series_query = confine(series_query, {ns_label: sourced.namespace})
+            except PromQLError as e:
+                raise RuleError(f"{where}.seriesQuery: cannot be confined to namespace "
+                                f"{sourced.namespace}: {e}") from e
+        return cls(sourced, series_query, tuple(filters), matches, name_as, query, converter, namespaced)
+
+    @property
+    def confined_to(self) -> str | None:
+        """The namespace a MetricRule's rule is confined to (None for the cluster's rules)."""
+        return self.sourced.namespace
+
+    def confine(self, query: str) -> str:
+        """``query`` with every selector carrying ``<namespace label>="<its namespace>"`` (unchanged for
+        a cluster rule): whatever the template does, a MetricRule reads its own namespace only.
+        ``PromQLError`` when that cannot be proven."""
+        ns = self.sourced.namespace
+        return query if ns is None else confine(query, {self.namespace_label(): ns})
 
     def accepts(self, series_name: str) -> bool:
         return all(bool(rx.search(series_name)) == must for rx, must in self.filters)
@@ -207,6 +230,11 @@ class MetricNamer:
             "GroupBy": ",".join(group_by),
             "GroupBySlice": group_by,
         })
+        try:
+            query = self.confine(query)
+        except PromQLError as e:  # checked at acceptance: never sent unconfined
+            raise InternalError("Internal error occurred: the metric's query cannot be confined to its namespace",
+                                details={"causes": [{"message": f"{self.where}: {e}"}]}) from e
         return Rendered(query, matchers, tuple(group_by))
 
     def resource_label(self, resource: GroupResource) -> str:
@@ -214,6 +242,24 @@ class MetricNamer:
         if label is None:
             raise RuleError(f"{self.where}: no label maps to resource {resource}")
         return label
+
+
+def _check_confinable(sourced: SourcedRule, converter: ResourceConverter) -> None:
+    """A MetricRule's rule serves its own namespace only: its custom rules map the namespace label, no
+    root-scoped resource (nodes, persistent volumes: those of every namespace), and external metrics
+    stay namespaced."""
+    where, rule = sourced.where, sourced.rule
+    if sourced.list_name == "rules" and converter.label_for(NAMESPACES) is None:
+        raise RuleError(f"{where}.resources: no label maps to the namespace (e.g. overrides: {{namespace: "
+                        f"{{resource: namespace}}}}): a MetricRule serves objects of its own namespace only")
+    if sourced.list_name == "externalRules" and rule.resources.namespaced is False:
+        raise RuleError(f"{where}.resources.namespaced: a MetricRule's external metrics are always namespaced")
+    for label, gr in converter.overrides.items():
+        info = converter.mapper.resolve_label_resource(gr.group, gr.resource)
+        root = gr in CLUSTER_LEVEL or (info is not None and not info.namespaced)
+        if root and gr != NAMESPACES:
+            raise RuleError(f"{where}.resources.overrides.{label}: {gr} is not namespaced; a MetricRule "
+                            f"serves objects of its own namespace only")
 
 
 def _compile_re(pattern: str, where: str) -> re.Pattern[str]:

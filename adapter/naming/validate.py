@@ -36,6 +36,11 @@ def validate(namer: MetricNamer) -> MetricNamer:
             parse(promql)
         except PromQLError as e:
             raise RuleError(f"{namer.where}.metricsQuery: invalid PromQL: {e} (rendered {what}: {promql})") from e
+        try:
+            namer.confine(promql)
+        except PromQLError as e:
+            raise RuleError(f"{namer.where}.metricsQuery: cannot be confined to namespace {namer.confined_to}: "
+                            f"{e} (rendered {what}: {promql})") from e
     return namer
 
 

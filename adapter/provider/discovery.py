@@ -67,11 +67,14 @@ class Relister:
     def statuses(self) -> RuleStatus:
         return [(n, self._state[n.series_query].error) for n in (*self.custom, *self.external)]
 
-    def unavailable(self, metric: str, resource: GroupResource | None = None) -> str | None:
-        """Why ``metric`` (custom for ``resource``, else external) may exist but is not known yet: the
-        first rule that could produce it and whose discovery has never succeeded, with its error."""
+    def unavailable(self, metric: str, resource: GroupResource | None = None, namespace: str = "") -> str | None:
+        """Why ``metric`` (custom for ``resource``, else external; asked in ``namespace``) may exist but is
+        not known yet: the first rule that could produce it and whose discovery has never succeeded, with
+        its error. A MetricRule's rule counts in its own namespace only."""
         namers = self.external if resource is None else self.custom
         for n in namers:
+            if n.confined_to is not None and n.confined_to != namespace:
+                continue
             state = self._state[n.series_query]
             if state.series is None and _could_produce(n, metric, resource):
                 if state.error == PENDING:

@@ -47,14 +47,16 @@ class ExternalMetricsProvider:
     def list_metrics(self) -> list[ExternalMetricInfo]:
         return self.relister.index.external_infos()
 
-    def serves(self, metric: str) -> bool:
-        """Whether ``metric`` is ours: discovered, or a rule may produce it once its discovery succeeds."""
-        return metric in self.relister.index.external or self.relister.unavailable(metric) is not None
+    def serves(self, namespace: str, metric: str) -> bool:
+        """Whether ``metric`` (asked in ``namespace``) is ours, as ``get`` finds it: discovered (a MetricRule's
+        in its own namespace only), or a rule may produce it once its discovery succeeds."""
+        return (self.relister.index.lookup_external(metric, namespace) is not None
+                or self.relister.unavailable(metric, namespace=namespace) is not None)
 
     async def get(self, namespace: str, metric: str, selector: Selector) -> list[ExternalValue]:
-        entry = self.relister.index.external.get(metric)
+        entry = self.relister.index.lookup_external(metric, namespace)
         if entry is None:
-            why = self.relister.unavailable(metric)
+            why = self.relister.unavailable(metric, namespace=namespace)
             if why:
                 raise Unavailable(f"the metric {metric} is unavailable: {why}")
             raise NotFound(f"the server could not find the metric {metric} for namespace {namespace}")

@@ -88,6 +88,18 @@ class FakeKube:
     def delete_pod(self, namespace: str, name: str) -> None:
         self.store.delete("", "pods", namespace, name)
 
+    def put_metricrule(self, namespace: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+        """Create or update a MetricRule (accel-metrics.io/v1alpha1) as ``kubectl apply`` would."""
+        return self.store.put_spec("accel-metrics.io", "metricrules", {
+            "apiVersion": "accel-metrics.io/v1alpha1", "kind": "MetricRule",
+            "metadata": {"name": name, "namespace": namespace}, "spec": spec})
+
+    def metricrule(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self.store.get("accel-metrics.io", "metricrules", namespace, name)
+
+    def delete_metricrule(self, namespace: str, name: str) -> None:
+        self.store.delete("accel-metrics.io", "metricrules", namespace, name)
+
     def set_auth_configmap(self, data: dict[str, str]) -> dict[str, Any]:
         return self.store.put("", "configmaps", {"metadata": {"name": "extension-apiserver-authentication",
                                                               "namespace": "kube-system"}, "data": data})

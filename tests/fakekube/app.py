@@ -140,7 +140,7 @@ def build_app(state: FakeKubeState) -> Starlette:
         path = unquote(raw_path.split("?")[0])
         query = parse_qs(request.url.query, keep_blank_values=True)
         body: Any = None
-        if request.method in ("POST", "PUT"):
+        if request.method in ("POST", "PUT", "PATCH"):
             raw = await request.body()
             body = json.loads(raw) if raw else None
         rec = Recorded(request.method, path, query, body, "authorization" in request.headers,
@@ -173,9 +173,9 @@ def build_app(state: FakeKubeState) -> Starlette:
             if reason:
                 result["reason"] = reason
             return JSONResponse({**body, "status": result}, 201)
-        return _resource(request, path, query)
+        return _resource(request, path, query, body)
 
-    def _resource(request: Request, path: str, query: dict[str, list[str]]) -> Response:
+    def _resource(request: Request, path: str, query: dict[str, list[str]], body: Any = None) -> Response:
         parts = path.strip("/").split("/")
         if parts[0] == "api" and len(parts) >= 2:
             group, version, rest = "", parts[1], parts[2:]
@@ -191,6 +191,9 @@ def build_app(state: FakeKubeState) -> Starlette:
         if rest[0] == "namespaces" and len(rest) >= 3:
             namespace, rest = rest[1], rest[2:]
         rdef = st.find(group, version, rest[0])
+        if rdef is not None and request.method == "PATCH" and len(rest) == 3 and rest[2] == "status" \
+                and st.find(group, version, f"{rdef.plural}/status") is not None:
+            return _patch_status(rdef, namespace, rest[1], request.headers.get("content-type", ""), body)
         if rdef is None or request.method != "GET":
             return _not_found()
         if len(rest) == 3 and rest[2] == "scale" and st.find(group, version, f"{rdef.plural}/scale"):
@@ -216,6 +219,20 @@ def build_app(state: FakeKubeState) -> Starlette:
             stream = _watch(rdef, namespace, sel, field_name, query, partial)
             return StreamingResponse(stream, media_type="application/json")
         return _list(rdef, namespace, sel, field_name, query, partial)
+
+    def _patch_status(rdef: ResourceDef, namespace: str, name: str, content_type: str, body: Any) -> Response:
+        """PATCH of the status subresource: merge patch only (a custom resource has no strategic merge)."""
+        if content_type.split(";", maxsplit=1)[0].strip() != "application/merge-patch+json":
+            return JSONResponse(status(415, "UnsupportedMediaType",
+                                       f"the body of the request was in an unknown format - accepted media types "
+                                       f"include: application/json-patch+json, application/merge-patch+json, "
+                                       f"application/apply-patch+yaml (got {content_type!r})"), 415)
+        if not isinstance(body, dict):
+            return JSONResponse(status(400, "BadRequest", "the patch is not a JSON object"), 400)
+        obj = st.patch_status(rdef.group, rdef.plural, namespace, name, body)
+        if obj is None:
+            return JSONResponse(status(404, "NotFound", f'{rdef.plural}.{rdef.group} "{name}" not found'), 404)
+        return JSONResponse({"kind": rdef.kind, "apiVersion": rdef.group_version, **obj})
 
     def _list(rdef: ResourceDef, namespace: str, sel: Selector, field_name: str,
               query: dict[str, list[str]], partial: bool) -> Response:
@@ -297,7 +314,7 @@ def build_app(state: FakeKubeState) -> Starlette:
             st.unwait(wake)
             state.watch_closed()
 
-    return Starlette(routes=[Route("/{path:path}", handle, methods=["GET", "POST", "PUT", "DELETE"])])
+    return Starlette(routes=[Route("/{path:path}", handle, methods=["GET", "POST", "PUT", "PATCH", "DELETE"])])
 
 
 def _scale(obj: Obj) -> dict[str, Any]:

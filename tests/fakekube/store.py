@@ -54,7 +54,26 @@ DEFAULT_RESOURCES = (
     ResourceDef("metrics.k8s.io", "v1beta1", "pods", "PodMetrics", "", True, verbs=("get", "list")),
     ResourceDef("autoscaling", "v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler", "horizontalpodautoscaler",
                 True, short_names=("hpa",)),
+    # the chart's CRD (charts/accel-metrics-adapter/crds/metricrules.accel-metrics.io.yaml), status subresource
+    ResourceDef("accel-metrics.io", "v1alpha1", "metricrules", "MetricRule", "metricrule", True,
+                verbs=("delete", "deletecollection", "get", "list", "patch", "create", "update", "watch")),
+    ResourceDef("accel-metrics.io", "v1alpha1", "metricrules/status", "MetricRule", "", True,
+                verbs=("get", "patch", "update")),
 )
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch (``application/merge-patch+json``): null deletes, objects merge, the rest
+    (lists included) replaces."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    out = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = merge_patch(out.get(key), value)
+    return out
 
 
 @dataclass
@@ -110,6 +129,41 @@ class Store:
             col.history.append(Event(self._rv, kind, copy.deepcopy(obj), copy.deepcopy(prev)))
         self._wake()
         return obj
+
+    def put_spec(self, group: str, plural: str, obj: Obj) -> Obj:
+        """Create or update the main resource of a kind with a status subresource, as kube-apiserver
+        does: ``metadata.generation`` starts at 1 and grows when the spec changes; the stored status
+        is kept (a write to the main resource never changes it)."""
+        with self._lock:
+            obj = copy.deepcopy(obj)
+            meta = obj.setdefault("metadata", {})
+            prev = self._col(group, plural).objects.get((meta.get("namespace", ""), meta["name"]))
+            if prev is None:
+                meta["generation"] = 1
+                obj.pop("status", None)
+            else:
+                changed = prev.get("spec") != obj.get("spec")
+                meta["generation"] = prev["metadata"].get("generation", 1) + (1 if changed else 0)
+                meta["uid"] = prev["metadata"]["uid"]
+                if "status" in prev:
+                    obj["status"] = copy.deepcopy(prev["status"])
+                else:
+                    obj.pop("status", None)
+            return self.put(group, plural, obj)
+
+    def patch_status(self, group: str, plural: str, namespace: str, name: str, patch: Obj) -> Obj | None:
+        """A merge patch through the status subresource: only ``status`` changes (generation stays)."""
+        with self._lock:
+            prev = self._col(group, plural).objects.get((namespace, name))
+            if prev is None:
+                return None
+            obj = copy.deepcopy(prev)
+            status = merge_patch(prev.get("status"), patch.get("status")) if "status" in patch else prev.get("status")
+            if status is None:
+                obj.pop("status", None)
+            else:
+                obj["status"] = status
+            return self.put(group, plural, obj)
 
     def delete(self, group: str, plural: str, namespace: str, name: str) -> None:
         with self._lock:

@@ -191,3 +191,36 @@ def test_an_unknown_metric_is_404_once_every_rule_has_been_discovered() -> None:
 def test_a_pattern_name_could_produce_only_what_keeps_its_literal_ends(name_as: str, metric: str,
                                                                        could: bool) -> None:
     assert _fits_literal_ends(name_as, metric) is could
+
+
+def test_serves_is_what_the_providers_answer_themselves_and_everything_else_may_be_delegated() -> None:
+    relister, fake, _ = make()
+    custom, external = providers(relister)
+    # before any discovery: what a rule may produce is ours (a 503 of ours), never delegated
+    assert custom.serves("pods", "a", "gpu_utilization") and external.serves("a", "queue_depth")
+    assert not custom.serves("pods", "a", "keda_metric")  # a literal name.as never names it
+    assert not custom.serves("widgets", "a", "gpu_utilization")  # a resource we cannot map
+    fake.answers[FLAKY] = Unavailable("Prometheus is unreachable")
+    asyncio.run(relister.update_now())
+    assert custom.serves("pods", "a", "gpu_utilization")  # discovered
+    assert custom.serves("pods", "a", "gpu_memory_used")  # its discovery never succeeded: pending, ours
+    assert not custom.serves("nodes", "", "gpu_utilization")  # no such metric for nodes
+    assert external.serves("b", "queue_depth") and not external.serves("a", "s0-prometheus-http")
+
+
+def test_a_metricrule_metric_is_ours_in_its_own_namespace_only() -> None:
+    from adapter.provider.teamrules import TeamRules
+    from tests.provider.test_teamrules import MAPPER, Source, obj, spec
+
+    team = TeamRules(Source([obj("a", "r", spec("team_metric"))]), MAPPER)
+    team.judge_now()
+    namers = [MetricNamer.compile(r, MAPPER) for r in team.extra_rules() if r.list_name == "rules"]
+
+    async def series(_q: str, _age: float) -> list[dict[str, str]]:
+        return [{"__name__": "q", "namespace": "a", "pod": "p"}]
+
+    relister = Relister(namers, [], series, 60, 60)
+    custom, _ = providers(relister)
+    assert custom.serves("pods", "a", "team_metric") and not custom.serves("pods", "b", "team_metric")  # pending
+    asyncio.run(relister.update_now())
+    assert custom.serves("pods", "a", "team_metric") and not custom.serves("pods", "b", "team_metric")
