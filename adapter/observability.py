@@ -141,6 +141,12 @@ class Metrics:
             f"{p}_delegate_discovery_up", "1 if the delegate's last discovery fetch for the group version "
             "succeeded, else 0 (its last good list is kept for --delegate-discovery-max-age).",
             ("group", "version"), registry=r)
+        self.tenancy_denials = Counter(
+            f"{p}_tenancy_denied_total", "Requests answered 403 by tenancy, by reason: unmapped (the namespace "
+            "maps to no tenant and tenancy.unmapped is deny), cluster_scoped (a cluster-scoped object, no "
+            "tenancy.clusterScoped tenant).", ("reason",), registry=r)
+        for reason in ("unmapped", "cluster_scoped"):
+            self.tenancy_denials.labels(reason)
         # Prometheus's own config reload metrics, same meaning (prometheus_config_last_reload_*)
         self.config_last_reload_successful = Gauge(
             f"{p}_config_last_reload_successful", "Whether the last rules (re)load attempt succeeded (1) or "
@@ -289,6 +295,9 @@ class Metrics:
 
     def withheld(self, reason: str, count: int = 1) -> None:
         self.values_withheld.labels(reason).inc(count)
+
+    def tenancy_denied(self, reason: str) -> None:
+        self.tenancy_denials.labels(reason).inc()
 
     # -- exposition ------------------------------------------------------------------------
 

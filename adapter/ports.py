@@ -40,6 +40,26 @@ class ObjectResolver(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class NamespaceMeta:
+    """What tenancy reads of a Namespace: its labels and annotations."""
+
+    labels: Mapping[str, str]
+    annotations: Mapping[str, str]
+
+
+class Namespaces(Protocol):
+    """The cluster's namespaces, from a watch cache (implemented in ``adapter.backends.kube_namespaces``)."""
+
+    async def namespace(self, name: str) -> NamespaceMeta | None:
+        """The namespace's metadata; None when it does not exist. Raise ``Unavailable`` when unknown."""
+        ...
+
+    def known(self) -> Sequence[tuple[str, NamespaceMeta]]:
+        """Every namespace seen (empty before the first list): for series discovery per tenant."""
+        ...
+
+
 # --- delegated authentication / authorization (implemented in adapter.backends.kubernetes) -------------
 
 

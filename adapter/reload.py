@@ -75,7 +75,7 @@ class RuleSource:
         rules = LoadedRules(
             (*(r for r in extra if r.list_name == "rules"), *loaded.rules),
             (*(r for r in extra if r.list_name == "externalRules"), *loaded.external_rules),
-            loaded.presets)
+            loaded.presets, loaded.tenancy)
         if not rules.rules and not rules.external_rules:
             raise ConfigError(f"{self.config or 'presets'}: no rules and no externalRules: nothing to serve")
         return h.hexdigest(), rules

@@ -32,6 +32,7 @@ from pydantic import (
 )
 
 from adapter.errors import ConfigError
+from adapter.tenancy_config import TenancyConfig
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +125,7 @@ class RulesFile(_Strict):
     presets: list[Annotated[Annotated[str, Tag("name")] | Annotated[PresetRef, Tag("entry")],
                             Discriminator(lambda v: "name" if isinstance(v, str) else "entry")]] = Field(
         default_factory=list)
+    tenancy: TenancyConfig | None = None  # namespaces -> tenants, enforced (adapter.tenancy_config)
 
 
 class MetricRuleSpec(_Strict):
@@ -155,11 +157,14 @@ class LoadedRules:
     rules: tuple[SourcedRule, ...]
     external_rules: tuple[SourcedRule, ...]
     presets: tuple[str, ...]
+    tenancy: TenancyConfig | None = None
 
 
 _ALIASES = {"series_query": "seriesQuery", "series_filters": "seriesFilters", "metrics_query": "metricsQuery",
             "external_rules": "externalRules", "resource_rules": "resourceRules", "as_": "as", "is_": "is",
-            "is_not": "isNot", "missing_data": "missingData", "max_age": "maxAge", "cache_ttl": "cacheTTL"}
+            "is_not": "isNot", "missing_data": "missingData", "max_age": "maxAge", "cache_ttl": "cacheTTL",
+            "org_id": "orgID", "namespace_label": "namespaceLabel",
+            "namespace_annotation": "namespaceAnnotation", "cluster_scoped": "clusterScoped"}
 
 
 def _loc(loc: tuple[int | str, ...]) -> str:
@@ -266,6 +271,7 @@ def load_rules(config: Path | None, presets: tuple[str, ...] = ()) -> LoadedRule
     Presets come first and the user's rules after them: a metric name produced by several rules belongs
     to the last one (as in prometheus-adapter), so a user rule overrides a preset metric of that name."""
     user: tuple[list[SourcedRule], list[SourcedRule]] = ([], [])
+    tenancy: TenancyConfig | None = None
     wanted: list[tuple[str, dict[str, float]]] = []
     if config is not None:
         try:
@@ -279,6 +285,7 @@ def load_rules(config: Path | None, presets: tuple[str, ...] = ()) -> LoadedRule
         user = ([SourcedRule(r, str(config), "rules", i) for i, r in enumerate(rf.rules)],
                 [SourcedRule(r, str(config), "externalRules", i) for i, r in enumerate(rf.external_rules)])
         wanted += [(p, {}) if isinstance(p, str) else (p.name, dict(p.params)) for p in rf.presets]
+        tenancy = rf.tenancy
     wanted += [(p, {}) for p in presets]
     rules: list[SourcedRule] = []
     external: list[SourcedRule] = []
@@ -299,4 +306,4 @@ def load_rules(config: Path | None, presets: tuple[str, ...] = ()) -> LoadedRule
         pf = parse_rules_text(text, source)
         rules += [SourcedRule(r, source, "rules", i) for i, r in enumerate(pf.rules)]
         external += [SourcedRule(r, source, "externalRules", i) for i, r in enumerate(pf.external_rules)]
-    return LoadedRules((*rules, *user[0]), (*external, *user[1]), tuple(seen))
+    return LoadedRules((*rules, *user[0]), (*external, *user[1]), tuple(seen), tenancy)

@@ -12,7 +12,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -33,11 +33,12 @@ from adapter.backends.prometheus import PrometheusBackend, PrometheusConfig
 from adapter.cache import LastKnownStore
 from adapter.errors import ConfigError
 from adapter.memory import TRACEMALLOC_ENV, snapshots_on_signal, tls_read_buffer, trim, tune_malloc
+from adapter.model import DEFAULT_TARGET, QueryResult, Target
 from adapter.naming.query import MetricNamer, RuleError
 from adapter.naming.resources import StaticResourceMapper
 from adapter.naming.validate import validate
 from adapter.observability import Metrics
-from adapter.ports import ObjectResolver, ResourceMapper
+from adapter.ports import Namespaces, ObjectResolver, ResourceMapper
 from adapter.provider import delegation
 from adapter.provider.custom import CustomMetricsProvider, policies
 from adapter.provider.discovery import Relister, RuleStatus
@@ -49,6 +50,7 @@ from adapter.provider.objects import KsmObjectResolver
 from adapter.provider.registry import SeriesIndex
 from adapter.provider.runner import QueryRunner
 from adapter.provider.teamrules import TeamRules
+from adapter.provider.tenancy import Tenancy, tenant_series
 from adapter.provider.values import Freshness, Policy
 from adapter.reload import ExtraRules, Reloader, RuleSource, no_extra_rules
 from adapter.rules import LoadedRules
@@ -95,6 +97,7 @@ class Shared:
     resolver: ObjectResolver | None
     wrap: Callable[[ASGIApp], ASGIApp] | None
     last_known: LastKnownStore[tuple[str, ...]]
+    namespaces: Namespaces | None = None  # tenancy's namespace labels/annotations (cluster mode)
     delegates: dict[str, delegation.Delegate] = field(default_factory=dict)
 
 
@@ -158,7 +161,8 @@ def prometheus_backend(st: Settings, on_call: Callable[[str, str, float], None] 
 
 def build(st: Settings, *, registry: CollectorRegistry | None = None,
           mapper: ResourceMapper | None = None, resolver: ObjectResolver | None = None,
-          wrap: Callable[[ASGIApp], ASGIApp] | None = None, extra_rules: ExtraRules = no_extra_rules) -> Built:
+          wrap: Callable[[ASGIApp], ASGIApp] | None = None, extra_rules: ExtraRules = no_extra_rules,
+          namespaces: Namespaces | None = None) -> Built:
     """The long-lived pieces, and the first core built from the rules (``build_core``, as every reload)."""
     source = RuleSource(st.config, st.presets, extra_rules)
     fingerprint, rules = source.read()
@@ -169,7 +173,7 @@ def build(st: Settings, *, registry: CollectorRegistry | None = None,
         on_request=metrics.observe_delegated, on_up=metrics.set_delegate_discovery_up)
     metrics.delegates_known(delegates)
     shared = Shared(st, metrics, mapper or StaticResourceMapper(), resolver, wrap,
-                    LastKnownStore(max_entries=st.cache_max_entries), delegates)
+                    LastKnownStore(max_entries=st.cache_max_entries), namespaces, delegates)
     serving = Swappable(build_core(shared, rules))
     shared.metrics.config_loaded(True, initial=True)
     # a request still in flight on replaced rules has answered within the request timeout
@@ -188,7 +192,14 @@ def build_core(shared: Shared, rules: LoadedRules) -> Core:
         metrics.observe_query(endpoint, seconds, None if outcome == "success" else outcome)
 
     backend = prometheus_backend(st, on_call=on_call, on_reachable=metrics.set_prometheus_up)
-    runner = QueryRunner(backend.query, ttl=st.cache_ttl, max_entries=st.cache_max_entries,
+    tenancy = None if rules.tenancy is None else Tenancy(rules.tenancy, shared.namespaces, str(st.config),
+                                                         on_denied=metrics.tenancy_denied)
+
+    def query(promql: str, target: Target = DEFAULT_TARGET) -> Awaitable[QueryResult]:
+        return backend.query(promql, target.tenant)
+
+    series = backend.series if tenancy is None else tenant_series(backend.series, tenancy)
+    runner = QueryRunner(query, ttl=st.cache_ttl, max_entries=st.cache_max_entries,
                          on_event=metrics.cache_observer("query"), on_rule_query=metrics.observe_rule_query)
 
     metrics.rules_known(rule_id(n) for n in (*custom_namers, *external_namers))
@@ -201,14 +212,14 @@ def build_core(shared: Shared, rules: LoadedRules) -> Core:
             metrics.observe_rule_discovery(*rule_id(namer), ok=not err)
         trim()  # the relist's transient allocations (and any burst's) go back to the system
 
-    relister = Relister(custom_namers, external_namers, backend.series, st.metrics_relist_interval,
+    relister = Relister(custom_namers, external_namers, series, st.metrics_relist_interval,
                         st.series_max_age, on_relist=on_relist)
     freshness = Freshness(shared.last_known, st.max_value_age, time.time, metrics.observe_value_age,
                           metrics.withheld)
     policy_for = policies(Policy(missing=st.missing_data, max_age=st.max_value_age))
-    resolver = shared.resolver or KsmObjectResolver(runner)
-    custom = CustomMetricsProvider(relister, mapper, resolver, runner, freshness, policy_for)
-    external = ExternalMetricsProvider(relister, runner, freshness, policy_for) if external_namers else None
+    resolver = shared.resolver or KsmObjectResolver(runner, tenancy)
+    custom = CustomMetricsProvider(relister, mapper, resolver, runner, freshness, policy_for, tenancy)
+    external = ExternalMetricsProvider(relister, runner, freshness, policy_for, tenancy) if external_namers else None
     handlers = Handlers(custom, external, st.request_timeout, shared.delegates)
 
     def readiness() -> tuple[bool, str]:
@@ -217,7 +228,7 @@ def build_core(shared: Shared, rules: LoadedRules) -> Core:
         # /metrics, the log, and the answers (a metric whose discovery never succeeded answers 503)
         return True, ""
 
-    explainer = Explainer(custom, external, runner, relister, backend.series)
+    explainer = Explainer(custom, external, runner, relister, series)
     explain = explain_routes(explainer, st.request_timeout, custom.list_metrics,
                              external.list_metrics if external is not None else list)
     external_enabled = external is not None or discovery.EXTERNAL in shared.delegates
@@ -269,7 +280,8 @@ async def run(st: Settings) -> None:
         team = await load_team_rules(st, kube)
         built = build(st, mapper=kube.mapper if kube else None, resolver=kube.objects if kube else None,
                       wrap=lambda app: SecurityMiddleware(app, authn, authz),
-                      extra_rules=team.extra_rules if team is not None else no_extra_rules)
+                      extra_rules=team.extra_rules if team is not None else no_extra_rules,
+                      namespaces=kube.namespaces if kube else None)
         cert, key = serving_cert(st)
         ctx = build_server_ssl_context(str(cert), str(key), list(await authn.trust_bundle()))
         authn.attach_ssl_context(ctx)

@@ -77,6 +77,11 @@ class Informer(Generic[T]):
                 return [v for by_name in self._items.values() for v in by_name.values()]
             return list(self._items.get(namespace, {}).values())
 
+    def named(self, namespace: str) -> list[tuple[str, T]]:
+        """``(name, kept)`` of ``namespace``'s objects ("" for cluster-scoped ones), sorted by name."""
+        with self._lock:
+            return sorted(self._items.get(namespace, {}).items())
+
     def get(self, namespace: str, name: str) -> T | None:
         with self._lock:
             by_name = self._items.get(namespace)

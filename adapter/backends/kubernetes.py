@@ -31,6 +31,7 @@ from adapter.backends.kube_client import JSON, KubeHTTP, api_client
 from adapter.backends.kube_informer import Informer
 from adapter.backends.kube_mapper import KubeResourceMapper
 from adapter.backends.kube_metricrules import MetricRuleWatcher
+from adapter.backends.kube_namespaces import KubeNamespaces
 from adapter.backends.kube_objects import KubeObjectResolver
 from adapter.errors import NotFound, Unavailable
 from adapter.model import Identity
@@ -188,12 +189,15 @@ class KubeClients:
     auth: KubeAuthClients
     executor: ThreadPoolExecutor = field(repr=False)
     metric_rules: MetricRuleWatcher | None = None  # started only with --metric-rules
+    namespaces: KubeNamespaces | None = None  # tenancy's namespace labels/annotations (started on first use)
 
     def close(self) -> None:
         if self.metric_rules is not None:
             self.metric_rules.stop()
         self.mapper.stop()
         self.objects.stop()
+        if self.namespaces is not None:
+            self.namespaces.stop()
         self.auth.config.stop()
         self.executor.shutdown(wait=False, cancel_futures=True)
         for http in (self.lister, *self.others):
@@ -223,4 +227,6 @@ def connect(lister_kubeconfig: Path | None, authentication_kubeconfig: Path | No
     objects = KubeObjectResolver(lister, resync=resync)
     log.info("Kubernetes API: %s (objects from list+watch caches)", lister.host)
     others = tuple(h for h in (authn, authz) if h is not lister)
-    return KubeClients(lister, others, mapper, objects, auth, executor, MetricRuleWatcher(lister, resync=resync))
+    return KubeClients(lister, others, mapper, objects, auth, executor,
+                       metric_rules=MetricRuleWatcher(lister, resync=resync),
+                       namespaces=KubeNamespaces(lister, resync=resync))

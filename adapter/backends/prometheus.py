@@ -36,7 +36,7 @@ from requests.adapters import HTTPAdapter
 from adapter.backends.reachability import QuietRetry, Reachability, install_retry_filter, short_reason
 from adapter.backends.tokenfile import TokenFile
 from adapter.errors import AdapterError, InternalError, Unavailable
-from adapter.model import QueryResult, Sample
+from adapter.model import QueryResult, Sample, Tenant
 
 if TYPE_CHECKING:
     from adapter.backends.sigv4 import SigV4
@@ -106,11 +106,13 @@ class PrometheusBackend:
         self._session.close()
 
     # -- blocking calls -------------------------------------------------------------------------
-    def _headers(self) -> dict[str, str]:
+    def _headers(self, tenant: Tenant | None = None) -> dict[str, str]:
         headers = dict(self.cfg.headers)
         token = self._token.get()
         if token:
             headers["Authorization"] = f"Bearer {token}"
+        if tenant is not None:
+            headers.update(tenant.headers)  # the tenant's on top of the backend's own
         return headers
 
     def _timed(self, endpoint: str, fn: Callable[[], T]) -> T:
@@ -155,19 +157,23 @@ class PrometheusBackend:
             if self._on_call:
                 self._on_call(endpoint, outcome, time.perf_counter() - start)
 
-    def _raw(self, path: str, params: Mapping[str, str], *, post: bool) -> bytes:
-        """One API call on our session (form body for POST), raising like prometheus-api-client does."""
+    def _raw(self, path: str, params: Mapping[str, str], *, post: bool, tenant: Tenant | None = None) -> bytes:
+        """One API call on our session (form body for POST), raising like prometheus-api-client does.
+        A tenant's parameters go in the URL (prom-label-proxy reads them there), its headers on top."""
         url = f"{self._url}{path}"
+        if tenant is not None and tenant.params:
+            url += "?" + urllib.parse.urlencode(tenant.params)
+        headers = self._headers(tenant)
         if post:
-            resp = self._session.post(url, data=params, headers=self._headers(), timeout=self.cfg.timeout)
+            resp = self._session.post(url, data=params, headers=headers, timeout=self.cfg.timeout)
         else:
-            resp = self._session.get(url, params=params, headers=self._headers(), timeout=self.cfg.timeout)
+            resp = self._session.get(url, params=params, headers=headers, timeout=self.cfg.timeout)
         if resp.status_code != 200:
             raise PrometheusApiClientException(f"HTTP Status Code {resp.status_code} ({resp.content[:500]!r})")
         content: bytes = resp.content
         return content
 
-    def series_sync(self, match: str, max_age: float) -> list[dict[str, str]]:
+    def series_sync(self, match: str, max_age: float, tenant: Tenant | None = None) -> list[dict[str, str]]:
         """``/api/v1/series`` for ``match`` over the last ``max_age`` seconds, one entry per series.
 
         Series discovery needs each series' name and label *names* only, so label values are blanked
@@ -178,19 +184,23 @@ class PrometheusBackend:
         def call() -> list[dict[str, str]]:
             now = time.time()
             params = {"match[]": match, "start": f"{now - max_age:.3f}", "end": f"{now:.3f}"}
-            body = self._raw("/api/v1/series", params, post=self.cfg.verb == "POST")
+            body = self._raw("/api/v1/series", params, post=self.cfg.verb == "POST", tenant=tenant)
             data = json.loads(body, object_hook=_SeriesShapes().hook)["data"]
             if not isinstance(data, list):
                 raise ValueError("unexpected /api/v1/series data")
             return data
         return self._timed("series", call)
 
-    def query_sync(self, promql: str) -> QueryResult:
+    def query_sync(self, promql: str, tenant: Tenant | None = None) -> QueryResult:
         def call() -> QueryResult:
             requested = time.time()
             url_len = len(self._url) + 15 + len(urllib.parse.quote(promql, safe=""))
-            if self.cfg.verb == "POST" or url_len > MAX_GET_URL:
-                result: Any = json.loads(self._raw("/api/v1/query", {"query": promql}, post=True))["data"]["result"]
+            if tenant is not None:  # never through the shared PrometheusConnect's headers
+                post = self.cfg.verb == "POST" or url_len > MAX_GET_URL
+                result: Any = json.loads(self._raw("/api/v1/query", {"query": promql}, post=post,
+                                                   tenant=tenant))["data"]["result"]
+            elif self.cfg.verb == "POST" or url_len > MAX_GET_URL:
+                result = json.loads(self._raw("/api/v1/query", {"query": promql}, post=True))["data"]["result"]
             else:
                 self._pc.headers = self._headers()
                 result = self._pc.custom_query(promql)
@@ -213,11 +223,11 @@ class PrometheusBackend:
         # shield: a caller that times out leaves; the thread finishes and only then frees its slot
         return await asyncio.shield(fut)
 
-    async def query(self, promql: str) -> QueryResult:
-        return await self._run(lambda: self.query_sync(promql), self._queries)
+    async def query(self, promql: str, tenant: Tenant | None = None) -> QueryResult:
+        return await self._run(lambda: self.query_sync(promql, tenant), self._queries)
 
-    async def series(self, match: str, max_age: float) -> list[dict[str, str]]:
-        return await self._run(lambda: self.series_sync(match, max_age), self._discovery)
+    async def series(self, match: str, max_age: float, tenant: Tenant | None = None) -> list[dict[str, str]]:
+        return await self._run(lambda: self.series_sync(match, max_age, tenant), self._discovery)
 
 
 class _SeriesShapes:

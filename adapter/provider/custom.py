@@ -8,13 +8,25 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
 from adapter.errors import AdapterError, MetricNotFound, NotFound, Unavailable
-from adapter.model import CustomMetricInfo, CustomValue, ObjectRef, QueryResult, ResourceInfo, Sample, Selector
+from adapter.model import (
+    DEFAULT_TARGET,
+    CustomMetricInfo,
+    CustomValue,
+    ObjectRef,
+    QueryResult,
+    ResourceInfo,
+    Sample,
+    Selector,
+    Target,
+)
 from adapter.naming.query import CLUSTER, NAMES, NAMESPACE, MetricNamer
+from adapter.naming.resources import NAMESPACES
 from adapter.naming.shape import QueryPlan
 from adapter.ports import ObjectResolver, ResourceMapper
 from adapter.provider.discovery import Relister
 from adapter.provider.plans import Plans
 from adapter.provider.runner import QueryRunner
+from adapter.provider.tenancy import Tenancy
 from adapter.provider.trace import current as current_trace
 from adapter.provider.values import Freshness, Policy
 from adapter.settings import parse_duration
@@ -50,8 +62,9 @@ def _memo_cost(key: tuple[object, ...], values: list[CustomValue]) -> int:
 class CustomMetricsProvider:
     def __init__(self, relister: Relister, mapper: ResourceMapper, resolver: ObjectResolver,
                  runner: QueryRunner, freshness: Freshness,
-                 policy_for: Callable[[MetricNamer], Policy]) -> None:
+                 policy_for: Callable[[MetricNamer], Policy], tenancy: Tenancy | None = None) -> None:
         self.relister = relister
+        self.tenancy = tenancy
         self.mapper = mapper
         self.resolver = resolver
         self.runner = runner
@@ -92,9 +105,9 @@ class CustomMetricsProvider:
             raise MetricNotFound(metric, str(info.group_resource), name, selector)
         return entry.namer, entry.series
 
-    async def _query(self, namer: MetricNamer, plan: QueryPlan, policy: Policy) -> QueryResult:
+    async def _query(self, namer: MetricNamer, plan: QueryPlan, policy: Policy, target: Target) -> QueryResult:
         try:
-            return await self.runner.run_plan(plan, policy.cache_ttl, namer.rule_label)
+            return await self.runner.run_plan(plan, policy.cache_ttl, namer.rule_label, target)
         except AdapterError as e:
             # an outage is logged once by the backend when it starts; each failed query only counts
             log.log(logging.DEBUG if isinstance(e, Unavailable) else logging.WARNING, "query failed",
@@ -115,12 +128,14 @@ class CustomMetricsProvider:
     async def get_by_name(self, resource: str, namespace: str, name: str, metric: str,
                           metric_selector: Selector) -> CustomValue:
         info = self.mapper.resolve(resource)
+        target = await self._target(info, namespace, name)
         namer, series = self._entry(info, namespace, metric, name)
         if await self.resolver.exists(info, namespace, name) is False:
             raise NotFound(f'{info.group_resource.resource} "{name}" not found',
                            details={"name": name, "kind": info.group_resource.resource})
         policy = self.policy_for(namer)
-        values = await self._values(namer, series, info, namespace, policy, [name], metric, metric_selector)
+        values = await self._values(namer, series, info, namespace, policy, [name], metric, metric_selector,
+                                    target)
         if not values:
             raise MetricNotFound(metric, str(info.group_resource), name)
         return values[0]
@@ -128,15 +143,27 @@ class CustomMetricsProvider:
     async def get_by_selector(self, resource: str, namespace: str, selector: Selector, metric: str,
                               metric_selector: Selector) -> list[CustomValue]:
         info = self.mapper.resolve(resource)
+        target = await self._target(info, namespace)
         namer, series = self._entry(info, namespace, metric, selector=selector.raw)
         policy = self.policy_for(namer)
         names = await self.resolver.names(info, namespace, selector)
         if names is not None and not names:
             raise MetricNotFound(metric, str(info.group_resource), selector=selector.raw)
-        values = await self._values(namer, series, info, namespace, policy, names, metric, metric_selector)
+        values = await self._values(namer, series, info, namespace, policy, names, metric, metric_selector,
+                                    target)
         if not values:
             raise MetricNotFound(metric, str(info.group_resource), selector=selector.raw or "")
         return values
+
+    async def _target(self, info: ResourceInfo, namespace: str, name: str = "") -> Target:
+        """Tenancy (before anything else, so a denied namespace learns nothing, not even which metrics
+        exist): the target this request's queries go to; ``Forbidden`` when denied. One Namespace
+        object by name (``namespaces/<ns>/metrics/<metric>``) goes as that namespace's tenant."""
+        if self.tenancy is None:
+            return DEFAULT_TARGET
+        if info.group_resource == NAMESPACES and name:
+            return await self.tenancy.target(name)
+        return await self.tenancy.target(namespace if info.namespaced else "")
 
     def _mode(self, namer: MetricNamer, info: ResourceInfo, namespace: str, names: Sequence[str] | None) -> str:
         """How wide this request's query is.
@@ -151,6 +178,7 @@ class CustomMetricsProvider:
         if names is None:
             return NAMESPACE
         if (namespace and self.runner.caching and namer.where not in self._not_cluster_groupable
+                and self.tenancy is None  # one query over every namespace would span tenants
                 and namer.wide_reason(gr, cluster=True) is None):
             return CLUSTER
         if (self.runner.caching or len(names) > MAX_NAMES_IN_QUERY) and namer.wide_reason(gr, cluster=False) is None:
@@ -158,7 +186,7 @@ class CustomMetricsProvider:
         return NAMES
 
     async def _run(self, namer: MetricNamer, series: str, info: ResourceInfo, namespace: str,
-                   names: Sequence[str] | None, metric_selector: Selector, policy: Policy
+                   names: Sequence[str] | None, metric_selector: Selector, policy: Policy, target: Target
                    ) -> tuple[QueryResult, str, bool]:
         gr = info.group_resource
         mode = self._mode(namer, info, namespace, names)
@@ -167,19 +195,25 @@ class CustomMetricsProvider:
         if trace is not None:
             trace.mode, trace.query = mode, rendered.query
             trace.label_matchers, trace.group_by = rendered.label_matchers, rendered.group_by
-        result = await self._query(namer, self._plans.get(namer, rendered), policy)
+        # tenancy: every selector of every query sent carries the namespace, whatever the template does
+        scope = namespace or (names[0] if gr == NAMESPACES and names is not None and len(names) == 1 else "")
+        confined = {namer.namespace_label(): scope} if self.tenancy is not None and scope else None
+        plan = self._plans.get(namer, rendered, confined=confined)
+        if confined and trace is not None:
+            trace.query = plan.value
+        result = await self._query(namer, plan, policy, target)
         if mode == CLUSTER:
             index = self._index.get(result, namer.namespace_label(), namer.resource_label(gr))
             if "" in index:  # some samples carry no namespace label
                 log.info("rule drops the namespace label when grouped cluster-wide; using per-namespace "
                          "queries for it", extra={"rule": namer.where})
                 self._not_cluster_groupable.add(namer.where)
-                return await self._run(namer, series, info, namespace, names, metric_selector, policy)
-        return result, rendered.query, mode == CLUSTER
+                return await self._run(namer, series, info, namespace, names, metric_selector, policy, target)
+        return result, plan.value, mode == CLUSTER
 
     async def _values(self, namer: MetricNamer, series: str, info: ResourceInfo, namespace: str,
                       policy: Policy, names: Sequence[str] | None, metric: str,
-                      metric_selector: Selector) -> list[CustomValue]:
+                      metric_selector: Selector, target: Target) -> list[CustomValue]:
         label = namer.resource_label(info.group_resource)
         ns_label = namer.namespace_label()
         gr = str(info.group_resource)
@@ -188,7 +222,7 @@ class CustomMetricsProvider:
         try:
             result: QueryResult | None
             result, promql, cluster_wide = await self._run(namer, series, info, namespace, names,
-                                                           metric_selector, policy)
+                                                           metric_selector, policy, target)
         except AdapterError:
             if policy.missing != "lastKnown" or names is None:
                 raise

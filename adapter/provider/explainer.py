@@ -18,7 +18,8 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from urllib.parse import urlencode
 
 from adapter.errors import AdapterError
-from adapter.model import GroupResource, Sample, Selector
+from adapter.model import DEFAULT_TARGET, GroupResource, Sample, Selector
+from adapter.naming.confine import confine
 from adapter.naming.promql import PromQLError, parse
 from adapter.naming.query import NAMES, MetricNamer, RuleError
 from adapter.naming.shape import age_selectors
@@ -119,9 +120,13 @@ class Explainer:
             rendered = namer.render_custom(t.series, info.group_resource, ex.namespace, objs, metric_selector,
                                            mode=NAMES)
             query, matchers = rendered.query, rendered.label_matchers
-        for sel in age_selectors(parse(query), matchers)[:4]:
-            values = await self._runner.query_uncached(sel)
-            times = await self._runner.query_uncached(f"timestamp({sel})")
+        tenancy, target = self._custom.tenancy, DEFAULT_TARGET
+        if tenancy is not None:  # the same tenant and namespace confinement as the request's own queries
+            target = await tenancy.target(ex.namespace)
+        for found in age_selectors(parse(query), matchers)[:4]:
+            sel = confine(found, {namer.namespace_label(): ex.namespace}) if tenancy and ex.namespace else found
+            values = await self._runner.query_uncached(sel, target)
+            times = await self._runner.query_uncached(f"timestamp({sel})", target)
             when = {_key(s.labels): s.value for s in times.samples}
             for s in values.samples:
                 raw = Sample(s.labels, s.value, when.get(_key(s.labels), s.timestamp))

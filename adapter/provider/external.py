@@ -8,11 +8,12 @@ from collections.abc import Callable
 
 from adapter.cache import key_bytes
 from adapter.errors import AdapterError, NotFound, Unavailable
-from adapter.model import ExternalMetricInfo, ExternalValue, QueryResult, Selector
+from adapter.model import DEFAULT_TARGET, ExternalMetricInfo, ExternalValue, QueryResult, Selector
 from adapter.naming.query import MetricNamer
 from adapter.provider.discovery import Relister
 from adapter.provider.plans import Plans
 from adapter.provider.runner import QueryRunner
+from adapter.provider.tenancy import Tenancy
 from adapter.provider.trace import current as current_trace
 from adapter.provider.values import Freshness, Policy
 
@@ -35,8 +36,9 @@ def _last_cost(key: tuple[str, str, str], items: tuple[ExternalValue, ...]) -> i
 
 class ExternalMetricsProvider:
     def __init__(self, relister: Relister, runner: QueryRunner, freshness: Freshness,
-                 policy_for: Callable[[MetricNamer], Policy]) -> None:
+                 policy_for: Callable[[MetricNamer], Policy], tenancy: Tenancy | None = None) -> None:
         self.relister = relister
+        self.tenancy = tenancy
         self.runner = runner
         self.freshness = freshness
         self.policy_for = policy_for
@@ -54,6 +56,8 @@ class ExternalMetricsProvider:
                 or self.relister.unavailable(metric, namespace=namespace) is not None)
 
     async def get(self, namespace: str, metric: str, selector: Selector) -> list[ExternalValue]:
+        # tenancy first: a denied namespace learns nothing, not even which metrics exist
+        target = DEFAULT_TARGET if self.tenancy is None else await self.tenancy.target(namespace)
         entry = self.relister.index.lookup_external(metric, namespace)
         if entry is None:
             why = self.relister.unavailable(metric, namespace=namespace)
@@ -63,15 +67,17 @@ class ExternalMetricsProvider:
         namer, series = entry.namer, entry.series
         policy = self.policy_for(namer)
         rendered = namer.render_external(series, namespace, selector)
-        plan = self._plans.get(namer, rendered, external=True)
-        key = (metric, namespace if namer.namespaced_external else "", selector.raw)
+        # tenancy: external metrics are namespaced too, even for a rule with resources.namespaced: false
+        confined = {namer.namespace_label(): namespace} if self.tenancy is not None else None
+        plan = self._plans.get(namer, rendered, external=True, confined=confined)
+        key = (metric, namespace if namer.namespaced_external or confined else "", selector.raw)
         trace = current_trace()
         if trace is not None:
-            trace.rule, trace.series, trace.mode, trace.query = namer.where, series, "external", rendered.query
+            trace.rule, trace.series, trace.mode, trace.query = namer.where, series, "external", plan.value
             trace.label_matchers, trace.group_by = rendered.label_matchers, plan.age_group
             trace.age_limit, trace.missing_data = self.freshness.limit(policy), policy.missing
         try:
-            result: QueryResult | None = await self.runner.run_plan(plan, policy.cache_ttl, namer.rule_label)
+            result: QueryResult | None = await self.runner.run_plan(plan, policy.cache_ttl, namer.rule_label, target)
         except AdapterError as e:
             # an outage is logged once by the backend when it starts; each failed query only counts
             log.log(logging.DEBUG if isinstance(e, Unavailable) else logging.WARNING, "query failed",

@@ -13,8 +13,10 @@ from collections.abc import Sequence
 
 from adapter.errors import BadRequest
 from adapter.model import QueryResult, Requirement, ResourceInfo, Selector
+from adapter.naming.confine import confine
 from adapter.naming.validation import dns1123_label_problems, dns1123_subdomain_problems
 from adapter.provider.runner import QueryRunner
+from adapter.provider.tenancy import Tenancy
 
 _SANITIZE = re.compile(r"[^a-zA-Z0-9_]")
 
@@ -33,8 +35,9 @@ class KsmObjectResolver:
 
     QUERY = 'kube_pod_labels{namespace!="",pod!=""}'
 
-    def __init__(self, runner: QueryRunner) -> None:
+    def __init__(self, runner: QueryRunner, tenancy: Tenancy | None = None) -> None:
         self._runner = runner
+        self._tenancy = tenancy  # then one query per namespace, as its tenant, confined to it
         self._memo: tuple[QueryResult, dict[str, list[tuple[str, dict[str, str]]]]] | None = None
         self._names: dict[tuple[str, str], list[str]] = {}  # for the current result only
 
@@ -58,7 +61,12 @@ class KsmObjectResolver:
             raise BadRequest(
                 f"a labelSelector on {info.group_resource} needs a Kubernetes API (--lister-kubeconfig); "
                 "without a cluster only pods can be selected (from kube-state-metrics' kube_pod_labels)")
-        result = await self._runner.run(self.QUERY, where="kube-state-metrics pod labels")
+        if self._tenancy is None:
+            result = await self._runner.run(self.QUERY, where="kube-state-metrics pod labels")
+        else:
+            target = await self._tenancy.target(namespace)
+            query = confine(self.QUERY, {"namespace": namespace}) if namespace else self.QUERY
+            result = await self._runner.run(query, where="kube-state-metrics pod labels", target=target)
         by_ns = self._pods(result)
         key = (namespace, selector.raw)
         names = self._names.get(key)

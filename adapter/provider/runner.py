@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 
 from adapter.cache import QueryCache
 from adapter.errors import InternalError
-from adapter.model import QueryResult, Sample
+from adapter.model import DEFAULT_TARGET, QueryResult, Sample, Target
 from adapter.naming.promql import PromQLError, parse
 from adapter.naming.shape import AGE_LABEL, QueryPlan
 from adapter.provider.trace import QueryTrace, Trace
@@ -27,7 +27,8 @@ from adapter.provider.trace import current as current_trace
 
 log = logging.getLogger(__name__)
 
-QueryFn = Callable[[str], Awaitable[QueryResult]]
+# ``query(promql)``, and ``query(promql, target)`` for any other target than the default
+QueryFn = Callable[..., Awaitable[QueryResult]]
 RuleLabel = tuple[str, str]  # (source, rule): ("preset:vllm", "rules[8]")
 OnRuleQuery = Callable[[str, str, str, float], None]  # source, rule, outcome, seconds
 
@@ -76,7 +77,7 @@ class QueryRunner:
         self._on_rule_query = on_rule_query
         self.ttl = ttl
         kwargs = {"clock": clock} if clock is not None else {}
-        self.cache: QueryCache[str, QueryResult] = QueryCache(
+        self.cache: QueryCache[str | tuple[str, Target], QueryResult] = QueryCache(
             ttl=ttl, max_entries=max_entries, on_event=on_event, size_of=_size_of, max_bytes=max_bytes,
             refresh_ahead=0.2, entry_bytes=ENTRY_BYTES,
             **kwargs)
@@ -85,26 +86,28 @@ class QueryRunner:
     def caching(self) -> bool:
         return self.ttl > 0
 
-    async def run(self, promql: str, ttl: float | None = None, where: str = "") -> QueryResult:
+    async def run(self, promql: str, ttl: float | None = None, where: str = "",
+                  target: Target = DEFAULT_TARGET) -> QueryResult:
         """The result of ``promql`` (``where``: the rule that built it, for the log)."""
-        key = sys.intern(promql) if len(promql) < 512 else promql
-        return await self.cache.get_or_load(key, lambda: self._checked(promql, where), ttl)
+        key = _key(promql, target)
+        return await self.cache.get_or_load(key, lambda: self._checked(promql, where, target), ttl)
 
-    async def run_plan(self, plan: QueryPlan, ttl: float | None = None, rule: RuleLabel | None = None
-                       ) -> QueryResult:
+    async def run_plan(self, plan: QueryPlan, ttl: float | None = None, rule: RuleLabel | None = None,
+                       target: Target = DEFAULT_TARGET) -> QueryResult:
         """The value query of ``plan`` with the data's age (``QueryResult.ages``); a query actually sent
-        (not answered by the cache) is reported per ``rule`` to ``on_rule_query``."""
+        (not answered by the cache) is reported per ``rule`` to ``on_rule_query``. ``target`` is part
+        of the cache and single-flight key: no answer is shared across backends or tenants."""
         trace = current_trace()
         if plan.combined or plan.age is None:
-            key = sys.intern(plan.send) if len(plan.send) < 512 else plan.send
+            key = _key(plan.send, target)
 
             def load() -> Awaitable[QueryResult]:
-                return self._timed(rule, self._load_combined(plan.send))
+                return self._timed(rule, self._load_combined(plan.send, target))
         else:
-            key = "\x00ages\x00" + plan.value
+            key = _key("\x00ages\x00" + plan.value, target)
 
             def load() -> Awaitable[QueryResult]:
-                return self._timed(rule, self._load_apart(plan))
+                return self._timed(rule, self._load_apart(plan, target))
         if trace is not None:
             return await self._traced(trace, plan, key, load, ttl)
         return await self.cache.get_or_load(key, load, ttl)
@@ -121,7 +124,7 @@ class QueryRunner:
         finally:
             self._on_rule_query(rule[0], rule[1], outcome, time.perf_counter() - start)
 
-    async def _traced(self, trace: Trace, plan: QueryPlan, key: str,
+    async def _traced(self, trace: Trace, plan: QueryPlan, key: str | tuple[str, Target],
                       loader: Callable[[], Awaitable[QueryResult]], ttl: float | None) -> QueryResult:
         """``run_plan`` while explaining: the same cache lookup, noting where the answer came from."""
         entry = self.cache.entry_info(key)
@@ -137,19 +140,22 @@ class QueryRunner:
         trace.answered(result)
         return result
 
-    async def query_uncached(self, promql: str) -> QueryResult:
+    async def query_uncached(self, promql: str, target: Target = DEFAULT_TARGET) -> QueryResult:
         """One query straight to the backend (explanations: the raw samples behind a value)."""
-        return await self._query(promql)
+        return await self._send(promql, target)
 
-    async def _load_combined(self, promql: str) -> QueryResult:
-        return split_ages(await self._query(promql))
+    def _send(self, promql: str, target: Target) -> Awaitable[QueryResult]:
+        return self._query(promql) if _default(target) else self._query(promql, target)
 
-    async def _load_apart(self, plan: QueryPlan) -> QueryResult:
+    async def _load_combined(self, promql: str, target: Target) -> QueryResult:
+        return split_ages(await self._send(promql, target))
+
+    async def _load_apart(self, plan: QueryPlan, target: Target) -> QueryResult:
         assert plan.age is not None
-        value, age = await asyncio.gather(self._query(plan.value), self._query(plan.age))
+        value, age = await asyncio.gather(self._send(plan.value, target), self._send(plan.age, target))
         return QueryResult(value.samples, value.evaluated_at, age.samples)
 
-    async def _checked(self, promql: str, where: str) -> QueryResult:
+    async def _checked(self, promql: str, where: str, target: Target) -> QueryResult:
         try:
             parse(promql)
         except PromQLError as e:
@@ -157,4 +163,15 @@ class QueryRunner:
                 "rule": where or "(adapter)", "promql": promql, "error": str(e)})
             raise InternalError("Internal error occurred: unable to fetch metrics",
                                 details={"causes": [{"message": "unable to fetch metrics"}]}) from e
-        return await self._query(promql)
+        return await self._send(promql, target)
+
+
+def _key(promql: str, target: Target) -> str | tuple[str, Target]:
+    """The cache key: the query text alone for the default target (as before), else with its target."""
+    if not _default(target):
+        return (promql, target)
+    return sys.intern(promql) if len(promql) < 512 else promql
+
+
+def _default(target: Target) -> bool:
+    return target is DEFAULT_TARGET or target == DEFAULT_TARGET

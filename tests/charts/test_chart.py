@@ -516,3 +516,22 @@ def test_notes_print_the_raw_api_checks() -> None:
              "-f", str(CI["external-metrics-off"]), "--set", "tls.generate.allowTemplate=true"])
     notes = r.stdout.split("NOTES:", 1)[1]
     assert "external.metrics.k8s.io" not in notes and "WARNING: no rules" not in notes
+
+
+def test_tenancy_block_reaches_the_rules_file(tmp_path: Path) -> None:
+    """``rules.tenancy`` (README "Tenancy") is written into config.yaml as the rules file's tenancy block."""
+    from adapter.rules import parse_rules_text
+    values = tmp_path / "tenancy.yaml"
+    values.write_text("""presets: [vllm]
+rules:
+  tenancy:
+    tenants: {team-a: {}, team-b: {orgID: b-prod}}
+    namespaceLabel: example.com/tenant
+    unmapped: deny
+""")
+    text = one(render((values,)), "ConfigMap")["data"]["config.yaml"]
+    tenancy = parse_rules_text(text, "config.yaml").tenancy
+    assert tenancy is not None and tenancy.namespace_label == "example.com/tenant"
+    assert tenancy.tenants["team-b"].org_id == "b-prod"
+    cfg = yaml.safe_load(one(render(), "ConfigMap")["data"]["config.yaml"])
+    assert "tenancy" not in cfg  # off by default

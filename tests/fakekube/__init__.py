@@ -100,6 +100,15 @@ class FakeKube:
     def delete_metricrule(self, namespace: str, name: str) -> None:
         self.store.delete("accel-metrics.io", "metricrules", namespace, name)
 
+    def put_namespace(self, name: str, labels: dict[str, str] | None = None,
+                      annotations: dict[str, str] | None = None) -> dict[str, Any]:
+        """Create or replace a Namespace (the store adds what kube-apiserver adds, e.g. the
+        ``kubernetes.io/metadata.name`` label)."""
+        meta: dict[str, Any] = {"name": name, "labels": labels or {}}
+        if annotations:
+            meta["annotations"] = annotations
+        return self.store.put("", "namespaces", {"metadata": meta})
+
     def set_auth_configmap(self, data: dict[str, str]) -> dict[str, Any]:
         return self.store.put("", "configmaps", {"metadata": {"name": "extension-apiserver-authentication",
                                                               "namespace": "kube-system"}, "data": data})

@@ -90,6 +90,17 @@ class _Collection:
     history: list[Event] = field(default_factory=list)
 
 
+def _namespace_defaults(obj: Obj) -> None:
+    """What kube-apiserver (1.21 and later, 1.36 included) does to every Namespace it stores: the
+    immutable ``kubernetes.io/metadata.name`` label set to the name (any other value is overwritten),
+    the ``kubernetes`` finalizer, and phase Active."""
+    meta = obj["metadata"]
+    meta.pop("namespace", None)  # cluster-scoped
+    meta["labels"] = {**(meta.get("labels") or {}), "kubernetes.io/metadata.name": meta["name"]}
+    obj.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])
+    obj.setdefault("status", {}).setdefault("phase", "Active")
+
+
 class Store:
     def __init__(self, resources: tuple[ResourceDef, ...] = DEFAULT_RESOURCES) -> None:
         self.resources = resources
@@ -118,6 +129,8 @@ class Store:
         with self._lock:
             obj = copy.deepcopy(obj)
             meta = obj.setdefault("metadata", {})
+            if (group, plural) == ("", "namespaces"):
+                _namespace_defaults(obj)
             key = (meta.get("namespace", ""), meta["name"])
             col = self._col(group, plural)
             prev = col.objects.get(key)

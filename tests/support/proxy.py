@@ -81,16 +81,7 @@ def counting_proxy(upstream: str) -> Iterator[Proxy]:
                 self.wfile.write(data)
 
         def _upstream(self, body: bytes | None) -> tuple[int, bytes]:
-            req = urllib.request.Request(upstream + self.path, data=body, method=self.command)
-            if body:
-                req.add_header("Content-Type", self.headers.get("Content-Type", ""))
-            try:
-                with urllib.request.urlopen(req, timeout=30) as r:
-                    return r.status, r.read()
-            except urllib.error.HTTPError as e:
-                return e.code, e.read()
-            except OSError:
-                return 502, b"upstream unreachable"
+            return forward(upstream, self, body)
 
         do_GET = _forward
         do_POST = _forward
@@ -98,14 +89,37 @@ def counting_proxy(upstream: str) -> Iterator[Proxy]:
         def log_message(self, *_: object) -> None:
             return
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    with serving(Handler) as proxy.url:
+        try:
+            yield proxy
+        finally:
+            proxy.stall = 0
+
+
+def forward(upstream: str, request: BaseHTTPRequestHandler, body: bytes | None) -> tuple[int, bytes]:
+    """``request`` (its method, path and Content-Type) sent on to ``upstream``: (status, body); 502 when
+    the upstream cannot be reached."""
+    req = urllib.request.Request(upstream + request.path, data=body or None, method=request.command)
+    if body:
+        req.add_header("Content-Type", request.headers.get("Content-Type", ""))
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+    except OSError:
+        return 502, b"upstream unreachable"
+
+
+@contextlib.contextmanager
+def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """A threading HTTP server with ``handler`` on a free 127.0.0.1 port: its base URL, shut down after."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
-    proxy.url = f"http://127.0.0.1:{server.server_address[1]}"
     t = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
     t.start()
     try:
-        yield proxy
+        yield f"http://127.0.0.1:{server.server_address[1]}"
     finally:
-        proxy.stall = 0
         server.shutdown()
         server.server_close()

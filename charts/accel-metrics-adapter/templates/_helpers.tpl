@@ -89,6 +89,9 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- if .Values.presets }}
 {{- $_ := set $cfg "presets" .Values.presets }}
 {{- end }}
+{{- if .Values.rules.tenancy }}
+{{- $_ := set $cfg "tenancy" .Values.rules.tenancy }}
+{{- end }}
 {{- toYaml $cfg }}
 {{- end }}
 
