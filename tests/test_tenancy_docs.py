@@ -17,9 +17,10 @@ ROOT = Path(__file__).resolve().parents[1]
 def _section(path: Path, heading: str) -> str:
     text = path.read_text()
     start = text.index(f"\n{heading}\n")
-    level = heading.split(" ", maxsplit=1)[0]
-    end = text.find(f"\n{level} ", start + len(heading) + 2)
-    return text[start:end if end > 0 else None]
+    level = len(heading.split(" ", maxsplit=1)[0])
+    # up to the next heading of the same or a higher level (## ends a ### section too)
+    nxt = re.compile(r"^#{1,%d} " % level, re.M).search(text, start + len(heading) + 2)
+    return text[start:nxt.start() if nxt else None]
 
 
 def _yaml_blocks(text: str) -> list[str]:
