@@ -70,6 +70,8 @@ _CACHE_EVENTS = {"hit": "hits", "miss": "misses", "coalesced": "coalesced", "evi
                  "refresh": "refreshes"}
 
 
+DELEGATE_OUTCOMES = ("2xx", "3xx", "4xx", "5xx", "unreachable", "timeout", "too_large")
+
 class Metrics:
     """All adapter metrics; one instance per registry."""
 
@@ -145,6 +147,14 @@ class Metrics:
             ("reason",), registry=r)
         for reason in WITHHELD_REASONS:
             self.values_withheld.labels(reason)
+        self.delegated_requests = Counter(
+            f"{p}_delegated_requests_total", "Requests forwarded to a delegate (metrics we do not serve), by API "
+            "group and outcome: the delegate's status class (2xx, 3xx, 4xx, 5xx), or unreachable, timeout, too_large.",
+            ("group", "outcome"), registry=r)
+        self.delegate_discovery_up = Gauge(
+            f"{p}_delegate_discovery_up", "1 if the delegate's last discovery fetch for the group version "
+            "succeeded, else 0 (its last good list is kept for --delegate-discovery-max-age).",
+            ("group", "version"), registry=r)
         self.tenancy_denials = Counter(
             f"{p}_tenancy_denied_total", "Requests answered 403 by tenancy, by reason: unmapped (the namespace "
             "maps to no tenant and tenancy.unmapped is deny), cluster_scoped (a cluster-scoped object, no "
@@ -293,6 +303,18 @@ class Metrics:
         self.backend_up.labels(backend).set(1 if up else 0)
         if backend == DEFAULT_BACKEND:
             self.set_prometheus_up(up)
+
+    def delegates_known(self, groups: Iterable[str]) -> None:
+        """Pre-create each delegated group's outcome counters (rates work from the first scrape)."""
+        for group in groups:
+            for outcome in DELEGATE_OUTCOMES:
+                self.delegated_requests.labels(group, outcome)
+
+    def observe_delegated(self, group: str, outcome: str) -> None:
+        self.delegated_requests.labels(group, outcome).inc()
+
+    def set_delegate_discovery_up(self, group: str, version: str, up: bool) -> None:
+        self.delegate_discovery_up.labels(group, version).set(1 if up else 0)
 
     def relist_failed(self, seconds: float) -> None:
         self.relist_duration.observe(seconds)

@@ -13,7 +13,7 @@ import math
 import os
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,6 +22,7 @@ from prometheus_client import CollectorRegistry
 from starlette.types import ASGIApp
 
 from adapter import certs
+from adapter.api import discovery
 from adapter.api.explain import explain_routes
 from adapter.api.routes import Handlers
 from adapter.api.security import SecurityMiddleware, build_security
@@ -39,6 +40,7 @@ from adapter.naming.resources import StaticResourceMapper
 from adapter.naming.validate import validate
 from adapter.observability import Metrics
 from adapter.ports import Namespaces, ObjectResolver, ResourceMapper
+from adapter.provider import delegation
 from adapter.provider.custom import CustomMetricsProvider, policies
 from adapter.provider.discovery import Relister, RuleStatus, SeriesFn
 from adapter.provider.explainer import Explainer
@@ -87,7 +89,8 @@ class Core:
 
 @dataclass
 class Shared:
-    """What outlives a rules reload: the settings, the adapter's metrics, Kubernetes, the security wrap."""
+    """What outlives a rules reload: the settings, the adapter's metrics, Kubernetes, the security wrap,
+    the delegates (their clients and discovery caches; ``adapter.provider.delegation``)."""
 
     st: Settings
     metrics: Metrics
@@ -96,6 +99,7 @@ class Shared:
     wrap: Callable[[ASGIApp], ASGIApp] | None
     last_known: LastKnownStore[tuple[str, ...]]
     namespaces: Namespaces | None = None  # tenancy's namespace labels/annotations (cluster mode)
+    delegates: dict[str, delegation.Delegate] = field(default_factory=dict)
 
 
 @dataclass
@@ -170,8 +174,14 @@ def build(st: Settings, *, registry: CollectorRegistry | None = None,
     """The long-lived pieces, and the first core built from the rules (``build_core``, as every reload)."""
     source = RuleSource(st.config, st.presets, extra_rules)
     fingerprint, rules = source.read()
-    shared = Shared(st, Metrics(registry or CollectorRegistry()), mapper or StaticResourceMapper(), resolver, wrap,
-                    LastKnownStore(max_entries=st.cache_max_entries), namespaces)
+    metrics = Metrics(registry or CollectorRegistry())
+    delegates = delegation.from_settings(
+        st, [(discovery.CUSTOM, discovery.CUSTOM_VERSIONS, st.delegate_custom_metrics),
+             (discovery.EXTERNAL, discovery.EXTERNAL_VERSIONS, st.delegate_external_metrics)],
+        on_request=metrics.observe_delegated, on_up=metrics.set_delegate_discovery_up)
+    metrics.delegates_known(delegates)
+    shared = Shared(st, metrics, mapper or StaticResourceMapper(), resolver, wrap,
+                    LastKnownStore(max_entries=st.cache_max_entries), namespaces, delegates)
     serving = Swappable(build_core(shared, rules))
     shared.metrics.config_loaded(True, initial=True)
     # a request still in flight on replaced rules has answered within the request timeout
@@ -222,7 +232,7 @@ def build_core(shared: Shared, rules: LoadedRules) -> Core:
     resolver = shared.resolver or KsmObjectResolver(runner, tenancy)
     custom = CustomMetricsProvider(relister, mapper, resolver, runner, freshness, policy_for, tenancy)
     external = ExternalMetricsProvider(relister, runner, freshness, policy_for, tenancy) if external_namers else None
-    handlers = Handlers(custom, external, st.request_timeout)
+    handlers = Handlers(custom, external, st.request_timeout, shared.delegates)
 
     def readiness() -> tuple[bool, str]:
         # "can serve the API", as k8s.io/apiserver means it: never Prometheus or discovery, which an
@@ -233,7 +243,8 @@ def build_core(shared: Shared, rules: LoadedRules) -> Core:
     explainer = Explainer(custom, external, runner, relister, series)
     explain = explain_routes(explainer, st.request_timeout, custom.list_metrics,
                              external.list_metrics if external is not None else list)
-    app = create_app(handlers, readiness, metrics, external_enabled=external is not None, wrap=shared.wrap,
+    external_enabled = external is not None or discovery.EXTERNAL in shared.delegates
+    app = create_app(handlers, readiness, metrics, external_enabled=external_enabled, wrap=shared.wrap,
                      extra_routes=explain, extra_groups=[(EXPLAIN_GROUP, (EXPLAIN_VERSION,))])
     return Core(app, relister, backend, runner, rules, custom, external, explainer)
 
@@ -295,7 +306,8 @@ async def run(st: Settings) -> None:
                                 timeout_graceful_shutdown=5, server_header=False,
                                 proxy_headers=False)  # X-Forwarded-* from the aggregator must not rewrite the peer
         server = uvicorn.Server(config)
-        tasks = [asyncio.create_task(CertReloader(ctx, cert, key).run(), name="cert-reload")]
+        tasks = [asyncio.create_task(CertReloader(ctx, cert, key).run(), name="cert-reload"),
+                 *(asyncio.create_task(d.run(), name=f"delegate-{g}") for g, d in built.shared.delegates.items())]
         if st.config is not None and st.config_reload_interval > 0:
             watcher = ConfigWatcher(st.config, built.reloader.reload, st.config_reload_interval, seen)
             tasks.append(asyncio.create_task(watcher.run(), name="rules-watch"))
@@ -314,6 +326,8 @@ async def run(st: Settings) -> None:
                 with contextlib.suppress(asyncio.CancelledError):
                     await t
             await built.reloader.stop()
+            for d in built.shared.delegates.values():
+                d.client.close()
     finally:
         if kube is not None:
             kube.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -23,6 +24,8 @@ _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 AUTH_MODES = ("none", "sigv4")
 _REGION = re.compile(r"^[a-z]{2}(?:-[a-z0-9]+)+-\d+$")
+DELEGATE_FILES = ("delegate_ca_file", "delegate_token_file", "delegate_client_cert_file",
+                  "delegate_client_key_file")
 
 
 def parse_duration(text: str, flag: str) -> float:
@@ -91,6 +94,17 @@ class Settings:
     authorization_always_allow_paths: tuple[str, ...] = ("/healthz", "/livez", "/readyz")
     authorization_webhook_cache_authorized_ttl: float = 10.0
     authorization_webhook_cache_unauthorized_ttl: float = 10.0
+    # delegation: the metrics we do not serve go to another server (adapter.provider.delegation)
+    delegate_external_metrics: str = ""
+    delegate_custom_metrics: str = ""
+    delegate_ca_file: Path | None = None
+    delegate_token_file: Path | None = None
+    delegate_client_cert_file: Path | None = None
+    delegate_client_key_file: Path | None = None
+    delegate_timeout: float = 10.0
+    delegate_max_concurrency: int = 8
+    delegate_discovery_interval: float = 30.0
+    delegate_discovery_max_age: float = 300.0
     # logging
     log_level: str = "info"
     log_format: str = "text"
@@ -162,6 +176,20 @@ def build_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     a("--authorization-always-allow-paths", help="comma-separated (default /healthz,/livez,/readyz)")
     a("--authorization-webhook-cache-authorized-ttl", help="SAR allow cache TTL (default 10s)")
     a("--authorization-webhook-cache-unauthorized-ttl", help="SAR deny cache TTL (default 10s)")
+    a("--delegate-external-metrics", metavar="URL",
+      help="https URL of a server (e.g. KEDA's metrics apiserver) that answers the external metrics we do not serve")
+    a("--delegate-custom-metrics", metavar="URL",
+      help="https URL of a server (e.g. prometheus-adapter) that answers the custom metrics we do not serve")
+    a("--delegate-ca-file", help="CA bundle that verifies the delegates' serving certificates (default: system roots)")
+    a("--delegate-token-file", help="bearer token sent to the delegates (default in a pod: our service account "
+      "token, re-read when it rotates)")
+    a("--delegate-client-cert-file", help="client certificate sent to the delegates (instead of a token)")
+    a("--delegate-client-key-file", help="its private key")
+    a("--delegate-timeout", help="a delegate that has not answered by then is unavailable: 503 (default 10s)")
+    a("--delegate-max-concurrency", type=int, help="requests in flight to each delegate (default 8)")
+    a("--delegate-discovery-interval", help="how often the delegates' resource lists are refreshed (default 30s)")
+    a("--delegate-discovery-max-age", help="how long a down delegate's last resource list is still listed "
+      "(default 5m)")
     a("--log-level", choices=["debug", "info", "warning", "error"], help="default info")
     a("--log-format", choices=["text", "json"], help="default text")
     return parser
@@ -213,7 +241,7 @@ def from_args(ns: argparse.Namespace, env: Mapping[str, str] | None = None) -> S
     for name in ("config", "prometheus_token_file", "prometheus_ca_file", "prometheus_client_tls_cert_file",
                  "prometheus_client_tls_key_file", "tls_cert_file", "tls_private_key_file", "cert_dir",
                  "lister_kubeconfig", "authentication_kubeconfig", "authorization_kubeconfig",
-                 "client_ca_file", "requestheader_client_ca_file"):
+                 "client_ca_file", "requestheader_client_ca_file", *DELEGATE_FILES):
         path(name)
     presets = getattr(ns, "presets", None) or []
     if not presets and env.get(ENV_PREFIX + "PRESET"):
@@ -221,6 +249,10 @@ def from_args(ns: argparse.Namespace, env: Mapping[str, str] | None = None) -> S
     kw["presets"] = tuple(presets)
     for name in ("prometheus_auth", "prometheus_sigv4_region", "prometheus_sigv4_role_arn",
                  "prometheus_sigv4_external_id"):
+        v = s(name)
+        if v is not None:
+            kw[name] = v.strip()
+    for name in ("delegate_external_metrics", "delegate_custom_metrics"):
         v = s(name)
         if v is not None:
             kw[name] = v.strip()
@@ -250,6 +282,9 @@ def from_args(ns: argparse.Namespace, env: Mapping[str, str] | None = None) -> S
                        ("read_header_timeout", "--read-header-timeout"),
                        ("idle_timeout", "--idle-timeout"),
                        ("cache_ttl", "--cache-ttl"),
+                       ("delegate_timeout", "--delegate-timeout"),
+                       ("delegate_discovery_interval", "--delegate-discovery-interval"),
+                       ("delegate_discovery_max_age", "--delegate-discovery-max-age"),
                        ("max_value_age", "--max-value-age"),
                        ("authentication_token_webhook_cache_ttl", "--authentication-token-webhook-cache-ttl"),
                        ("authorization_webhook_cache_authorized_ttl", "--authorization-webhook-cache-authorized-ttl"),
@@ -259,6 +294,7 @@ def from_args(ns: argparse.Namespace, env: Mapping[str, str] | None = None) -> S
     integer("secure_port", "--secure-port", 1)
     integer("prometheus_max_concurrency", "--prometheus-max-concurrency", 1)
     integer("cache_max_entries", "--cache-max-entries", 1)
+    integer("delegate_max_concurrency", "--delegate-max-concurrency", 1)
     integer("max_header_bytes", "--max-header-bytes", 4096)
     for name in ("requestheader_allowed_names", "requestheader_username_headers", "requestheader_group_headers",
                  "requestheader_extra_headers_prefix", "authorization_always_allow_paths"):
@@ -299,15 +335,56 @@ def _validate(st: Settings) -> None:
         raise ConfigError("--prometheus-client-tls-cert-file and --prometheus-client-tls-key-file "
                           "must be given together")
     _validate_auth(st)
+    _validate_delegation(st)
     if st.config is None and not st.presets:
         raise ConfigError("--config: a rules file (or at least one --preset) is required")
     for name in ("config", "prometheus_token_file", "prometheus_ca_file", "prometheus_client_tls_cert_file",
                  "prometheus_client_tls_key_file", "tls_cert_file", "tls_private_key_file",
                  "lister_kubeconfig", "authentication_kubeconfig", "authorization_kubeconfig",
-                 "client_ca_file", "requestheader_client_ca_file"):
+                 "client_ca_file", "requestheader_client_ca_file", *DELEGATE_FILES):
         p = getattr(st, name)
         if p is not None and not Path(p).is_file():
             raise ConfigError(f"--{name.replace('_', '-')}: file {str(p)!r} does not exist")
+
+
+def _validate_delegate_url(url: str, flag: str) -> None:
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme != "https" or not parts.hostname:
+        raise ConfigError(f"{flag}: must be an absolute https:// URL (the delegate is called with our "
+                          f"credentials), got {url!r}")
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise ConfigError(f"{flag}: no query, fragment or user info, got {url!r}")
+    try:
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError as e:
+        raise ConfigError(f"{flag}: {e}, got {url!r}") from e
+
+
+def _validate_delegation(st: Settings) -> None:
+    for url, flag in ((st.delegate_external_metrics, "--delegate-external-metrics"),
+                      (st.delegate_custom_metrics, "--delegate-custom-metrics")):
+        if url:
+            _validate_delegate_url(url, flag)
+    if not (st.delegate_external_metrics or st.delegate_custom_metrics):
+        for name in DELEGATE_FILES:
+            if getattr(st, name) is not None:
+                raise ConfigError(f"--{name.replace('_', '-')}: only with --delegate-external-metrics or "
+                                  "--delegate-custom-metrics")
+        return
+    if bool(st.delegate_client_cert_file) != bool(st.delegate_client_key_file):
+        raise ConfigError("--delegate-client-cert-file and --delegate-client-key-file must be given together")
+    if st.delegate_token_file and st.delegate_client_cert_file:
+        raise ConfigError("--delegate-token-file: cannot be combined with --delegate-client-cert-file "
+                          "(choose one credential for the delegates)")
+    if st.delegate_timeout <= 0 or st.delegate_discovery_interval <= 0:
+        raise ConfigError("--delegate-timeout and --delegate-discovery-interval: must be positive")
+    if st.delegate_discovery_max_age < st.delegate_discovery_interval:
+        raise ConfigError("--delegate-discovery-max-age: must be at least --delegate-discovery-interval "
+                          f"({st.delegate_discovery_max_age:g}s < {st.delegate_discovery_interval:g}s)")
+    for name in DELEGATE_FILES:
+        p = getattr(st, name)
+        if p is not None and not os.access(p, os.R_OK):
+            raise ConfigError(f"--{name.replace('_', '-')}: file {str(p)!r} does not exist or is not readable")
 
 
 def _validate_auth(st: Settings) -> None:

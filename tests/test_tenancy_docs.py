@@ -19,7 +19,7 @@ def _section(path: Path, heading: str) -> str:
     start = text.index(f"\n{heading}\n")
     level = len(heading.split(" ", maxsplit=1)[0])
     # up to the next heading of the same or a higher level (## ends a ### section too)
-    nxt = re.compile(r"^#{1,%d} " % level, re.M).search(text, start + len(heading) + 2)
+    nxt = re.compile(f"^#{{1,{level}}} ", re.M).search(text, start + len(heading) + 2)
     return text[start:nxt.start() if nxt else None]
 
 

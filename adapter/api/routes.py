@@ -9,7 +9,7 @@ is not found; namespaces, object names and metric names are validated as Kuberne
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
@@ -17,16 +17,20 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from adapter.api import discovery, wire
+from adapter.api.delegation import Merger, forward
 from adapter.errors import BadRequest, MetricNotFound, NotFound, Unavailable
 from adapter.model import CustomMetricInfo, CustomValue, ExternalMetricInfo, ExternalValue, Selector
 from adapter.naming.selectors import parse_selector
 from adapter.naming.validation import check_metric_name, check_namespace, check_object_name
+from adapter.provider.delegation import Delegate
 
 T = TypeVar("T")
 
 
 class CustomProvider(Protocol):
     def list_metrics(self) -> list[CustomMetricInfo]: ...
+
+    def serves(self, resource: str, namespace: str, metric: str) -> bool: ...
 
     async def get_by_name(self, resource: str, namespace: str, name: str, metric: str,
                           metric_selector: Selector) -> CustomValue: ...
@@ -37,6 +41,8 @@ class CustomProvider(Protocol):
 
 class ExternalProvider(Protocol):
     def list_metrics(self) -> list[ExternalMetricInfo]: ...
+
+    def serves(self, namespace: str, metric: str) -> bool: ...
 
     async def get(self, namespace: str, metric: str, selector: Selector) -> list[ExternalValue]: ...
 
@@ -83,11 +89,22 @@ def path_parts(rest: str) -> list[str]:
 
 
 class Handlers:
-    def __init__(self, custom: CustomProvider, external: ExternalProvider | None, request_timeout: float) -> None:
+    def __init__(self, custom: CustomProvider, external: ExternalProvider | None, request_timeout: float,
+                 delegates: Mapping[str, Delegate] | None = None) -> None:
         self.custom = custom
         self.external = external
         self.request_timeout = request_timeout
         self.encoder = wire.FastEncoder()
+        # per API group: the server that answers the metrics we do not serve (adapter.provider.delegation)
+        self.delegates = dict(delegates or {})
+        self._mergers = {group: Merger() for group in self.delegates}
+
+    def _listed(self, group: str, version: str, doc: dict[str, object], ours_empty: bool, kind: str,
+                request: Request) -> Response:
+        delegate = self.delegates.get(group)
+        if delegate is not None:
+            doc = self._mergers[group].merge(doc, ours_empty, delegate, version, kind)
+        return self._json(doc, request)
 
     async def _bounded(self, call: Awaitable[T]) -> T:
         try:
@@ -111,9 +128,14 @@ class Handlers:
             raise NotFound("the server could not find the requested resource")
         parts = path_parts(rest)
         if not parts:
-            return self._json(discovery.custom_resource_list(version, self.custom.list_metrics()), request)
+            infos = self.custom.list_metrics()
+            return self._listed(discovery.CUSTOM, version, discovery.custom_resource_list(version, infos),
+                                not infos, "MetricValueList", request)
         t = parse_custom_path(parts)
         validate_custom_target(t)
+        delegate = self.delegates.get(discovery.CUSTOM)
+        if delegate is not None and not self.custom.serves(t.resource, t.namespace, t.metric):
+            return await self._bounded(forward(delegate, request))
         selector = self._selector(request, "labelSelector")
         try:
             metric_selector = self._selector(request, "metricLabelSelector")
@@ -135,16 +157,23 @@ class Handlers:
         return _response(body, gzipped)
 
     async def external_api(self, request: Request, version: str, rest: str) -> Response:
-        if self.external is None or version not in discovery.EXTERNAL_VERSIONS:
+        delegate = self.delegates.get(discovery.EXTERNAL)
+        if (self.external is None and delegate is None) or version not in discovery.EXTERNAL_VERSIONS:
             raise NotFound("the server could not find the requested resource")
         parts = path_parts(rest)
         if not parts:
-            return self._json(discovery.external_resource_list(self.external.list_metrics()), request)
+            infos = self.external.list_metrics() if self.external is not None else []
+            return self._listed(discovery.EXTERNAL, version, discovery.external_resource_list(infos), not infos,
+                                "ExternalMetricValueList", request)
         if len(parts) != 3 or parts[0] != "namespaces":
             raise NotFound("the server could not find the requested resource")
         check_namespace(parts[1])
         check_metric_name(parts[2], NotFound(f"the server could not find the metric {parts[2]} for namespace "
                                              f"{parts[1]}"))
+        if delegate is not None and (self.external is None or not self.external.serves(parts[1], parts[2])):
+            return await self._bounded(forward(delegate, request))
+        if self.external is None:
+            raise NotFound("the server could not find the requested resource")
         selector = self._selector(request, "labelSelector")
         values = await self._bounded(self.external.get(parts[1], parts[2], selector))
         return self._json(wire.external_list(values), request)

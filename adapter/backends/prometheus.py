@@ -21,8 +21,6 @@ import base64
 import json
 import logging
 import math
-import os
-import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Mapping
@@ -37,6 +35,7 @@ from prometheus_api_client.exceptions import PrometheusApiClientException
 from requests.adapters import HTTPAdapter
 
 from adapter.backends.reachability import QuietRetry, Reachability, install_retry_filter, short_reason
+from adapter.backends.tokenfile import TokenFile
 from adapter.errors import AdapterError, InternalError, Unavailable
 from adapter.model import DEFAULT_BACKEND, QueryResult, Sample, Tenant
 
@@ -66,31 +65,6 @@ class PrometheusConfig:
     basic_auth_file: Path | None = None  # one line "user:password", re-read when it changes
 
 
-class _Token:
-    """A secret from a file (bearer token, ``user:password``), re-read when the file changes."""
-
-    def __init__(self, path: Path | None) -> None:
-        self._path = path
-        self._stamp: tuple[float, int] | None = None
-        self._value = ""
-        self._lock = threading.Lock()
-
-    def get(self) -> str:
-        if self._path is None:
-            return ""
-        try:
-            st = os.stat(self._path)
-        except OSError as e:
-            raise Unavailable("cannot read the Prometheus credentials file") from e
-        stamp = (st.st_mtime, st.st_size)
-        with self._lock:
-            if stamp != self._stamp:
-                self._value = self._path.read_text().strip()
-                self._stamp = stamp
-                log.info("prometheus token file (re)loaded", extra={"path": str(self._path)})
-            return self._value
-
-
 class _Lane:
     """A bounded set of threads for one kind of call; the semaphore is made on the running loop."""
 
@@ -109,8 +83,8 @@ class PrometheusBackend:
         install_retry_filter()
         # what messages call it: the flags' backend stays "Prometheus", as before there were several
         self.what = "Prometheus" if cfg.name == DEFAULT_BACKEND else f"Prometheus backend {cfg.name!r}"
-        self._token = _Token(cfg.token_file)
-        self._basic = _Token(cfg.basic_auth_file)
+        self._token = TokenFile(cfg.token_file, self.what)
+        self._basic = TokenFile(cfg.basic_auth_file, f"{self.what} basic auth")  # "user:password"
         session = requests.Session()
         session.verify = str(cfg.ca_file) if cfg.ca_file else True
         if cfg.client_cert and cfg.client_key:

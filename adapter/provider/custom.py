@@ -84,6 +84,17 @@ class CustomMetricsProvider:
     def list_metrics(self) -> list[CustomMetricInfo]:
         return self.relister.index.custom_infos()
 
+    def serves(self, resource: str, namespace: str, metric: str) -> bool:
+        """Whether ``metric`` of ``resource`` (asked in ``namespace``) is ours, as ``_entry`` finds it: discovered
+        (a MetricRule's in its own namespace only), or one of our rules may produce it once its series
+        discovery succeeds (we then answer 503 ourselves). Anything else may be delegated."""
+        try:
+            gr = self.mapper.resolve(resource).group_resource
+        except NotFound:
+            return False  # a resource we cannot map: never ours
+        return (self.relister.index.lookup(gr, bool(namespace), metric, namespace) is not None
+                or self.relister.unavailable(metric, gr, namespace) is not None)
+
     def _entry(self, info: ResourceInfo, namespace: str, metric: str, name: str = "", selector: str = ""
                ) -> tuple[MetricNamer, str]:
         entry = self.relister.index.lookup(info.group_resource, bool(namespace), metric, namespace)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -169,4 +170,19 @@ def _could_produce(namer: MetricNamer, metric: str, resource: GroupResource | No
     """Whether ``namer`` may name a series ``metric`` (for ``resource``), judged without any series."""
     if "$" not in namer.name_as and namer.name_as != metric:
         return False  # a literal name.as names every series the same
+    if not _fits_literal_ends(namer.name_as, metric):
+        return False  # e.g. "queue_${1}" never names "keda-metric"
     return resource is None or namer.converter.label_for(resource) is not None
+
+
+_GROUP_REF = re.compile(r"\$(?:\{\w*\}|\w+)")
+
+
+def _fits_literal_ends(name_as: str, metric: str) -> bool:
+    """Whether ``metric`` has the literal text before the first and after the last group reference of a
+    ``name.as`` template (what every expansion keeps); true when the template escapes ``$$``."""
+    if "$$" in name_as or "$" not in name_as:
+        return True
+    prefix = name_as.split("$", 1)[0]
+    suffix = _GROUP_REF.split(name_as)[-1]
+    return len(metric) >= len(prefix) + len(suffix) and metric.startswith(prefix) and metric.endswith(suffix)

@@ -49,6 +49,12 @@ class ExternalMetricsProvider:
     def list_metrics(self) -> list[ExternalMetricInfo]:
         return self.relister.index.external_infos()
 
+    def serves(self, namespace: str, metric: str) -> bool:
+        """Whether ``metric`` (asked in ``namespace``) is ours, as ``get`` finds it: discovered (a MetricRule's
+        in its own namespace only), or a rule may produce it once its discovery succeeds."""
+        return (self.relister.index.lookup_external(metric, namespace) is not None
+                or self.relister.unavailable(metric, namespace=namespace) is not None)
+
     async def get(self, namespace: str, metric: str, selector: Selector) -> list[ExternalValue]:
         # tenancy first: a denied namespace learns nothing, not even which metrics exist
         target = DEFAULT_TARGET if self.tenancy is None else await self.tenancy.target(

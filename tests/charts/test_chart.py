@@ -412,8 +412,8 @@ def test_rbac_grants_nothing_more() -> None:
 
 def test_rbac_one_file_per_purpose() -> None:
     files = sorted(p.name for p in (CHART / "templates" / "rbac").glob("*.yaml"))
-    assert files == ["auth-delegator.yaml", "auth-reader.yaml", "explain-reader.yaml", "hpa-metrics-reader.yaml",
-                     "metricrules.yaml", "metrics-scraper.yaml", "resource-reader.yaml"]
+    assert files == ["auth-delegator.yaml", "auth-reader.yaml", "delegate-reader.yaml", "explain-reader.yaml",
+                     "hpa-metrics-reader.yaml", "metricrules.yaml", "metrics-scraper.yaml", "resource-reader.yaml"]
 
 
 def test_hpa_controller_can_read_both_metrics_apis() -> None:

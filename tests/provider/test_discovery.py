@@ -16,7 +16,7 @@ from adapter.model import DEFAULT_TARGET, GroupResource, QueryResult, Selector, 
 from adapter.naming.query import MetricNamer
 from adapter.naming.resources import StaticResourceMapper
 from adapter.provider.custom import CustomMetricsProvider, policies
-from adapter.provider.discovery import PENDING, Relister, RuleStatus
+from adapter.provider.discovery import PENDING, Relister, RuleStatus, _fits_literal_ends
 from adapter.provider.external import ExternalMetricsProvider
 from adapter.provider.objects import KsmObjectResolver
 from adapter.provider.registry import SeriesIndex
@@ -175,3 +175,52 @@ def test_an_unknown_metric_is_404_once_every_rule_has_been_discovered() -> None:
         asyncio.run(custom.get_by_name("pods", "a", "p", "gpu_memory_used_typo", Selector()))
     with pytest.raises(NotFound):
         asyncio.run(external.get("a", "other_queue", Selector()))
+
+
+@pytest.mark.parametrize(("name_as", "metric", "could"), [
+    ("queue_${1}", "queue_x", True),
+    ("queue_${1}", "keda-metric", False),       # the literal prefix every expansion keeps
+    ("${1}_per_second", "http_per_second", True),
+    ("${1}_per_second", "s0-prometheus-http", False),  # the literal suffix
+    ("a${1}b${2}c", "abc", True),
+    ("a${1}b${2}c", "xbc", False),
+    ("$1_per_second", "anything", True),        # Go's Expand: $1_per_second is the group "1_per_second"
+    ("$0", "anything", True),
+    ("x$$1", "y", True),                        # an escaped $: not judged
+])
+def test_a_pattern_name_could_produce_only_what_keeps_its_literal_ends(name_as: str, metric: str,
+                                                                       could: bool) -> None:
+    assert _fits_literal_ends(name_as, metric) is could
+
+
+def test_serves_is_what_the_providers_answer_themselves_and_everything_else_may_be_delegated() -> None:
+    relister, fake, _ = make()
+    custom, external = providers(relister)
+    # before any discovery: what a rule may produce is ours (a 503 of ours), never delegated
+    assert custom.serves("pods", "a", "gpu_utilization") and external.serves("a", "queue_depth")
+    assert not custom.serves("pods", "a", "keda_metric")  # a literal name.as never names it
+    assert not custom.serves("widgets", "a", "gpu_utilization")  # a resource we cannot map
+    fake.answers[FLAKY] = Unavailable("Prometheus is unreachable")
+    asyncio.run(relister.update_now())
+    assert custom.serves("pods", "a", "gpu_utilization")  # discovered
+    assert custom.serves("pods", "a", "gpu_memory_used")  # its discovery never succeeded: pending, ours
+    assert not custom.serves("nodes", "", "gpu_utilization")  # no such metric for nodes
+    assert external.serves("b", "queue_depth") and not external.serves("a", "s0-prometheus-http")
+
+
+def test_a_metricrule_metric_is_ours_in_its_own_namespace_only() -> None:
+    from adapter.provider.teamrules import TeamRules
+    from tests.provider.test_teamrules import MAPPER, Source, obj, spec
+
+    team = TeamRules(Source([obj("a", "r", spec("team_metric"))]), MAPPER)
+    team.judge_now()
+    namers = [MetricNamer.compile(r, MAPPER) for r in team.extra_rules() if r.list_name == "rules"]
+
+    async def series(_q: str, _age: float) -> list[dict[str, str]]:
+        return [{"__name__": "q", "namespace": "a", "pod": "p"}]
+
+    relister = Relister(namers, [], series, 60, 60)
+    custom, _ = providers(relister)
+    assert custom.serves("pods", "a", "team_metric") and not custom.serves("pods", "b", "team_metric")  # pending
+    asyncio.run(relister.update_now())
+    assert custom.serves("pods", "a", "team_metric") and not custom.serves("pods", "b", "team_metric")
