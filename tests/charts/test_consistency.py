@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 import yaml
 
-from .tools import NAMESPACE, ROOT, render
+from .tools import NAMESPACE, ROOT, helm, render, run
 
 PLAIN_DIR = ROOT / "apiservice"
 # The plain Deployment mounts the Secret that certs/generate.sh prints the command for.
@@ -92,3 +92,32 @@ def test_every_plain_file_is_covered() -> None:
                      "rbac-auth-reader.yaml", "rbac-resource-reader.yaml", "rbac-metrics-reader-hpa.yaml"}
     kinds = {o["kind"] for o in _plain()}
     assert kinds <= set(SHARED) | {"Namespace"}, "a kind the consistency test does not compare"
+
+
+def _doc_block(marker: str) -> str:
+    text = (ROOT / "docs" / "install.md").read_text()
+    start = text.index(marker)
+    block = text[text.index("```sh\n", start) + 6:]
+    return block[:block.index("```")]
+
+
+def test_the_documented_metricrule_add_on_for_plain_manifests_renders() -> None:
+    """docs/install.md's "Plain manifests": the CRD directory and the helm command it gives produce
+    the adapter's MetricRule ClusterRole and its binding to the plain manifests' ServiceAccount."""
+    block = _doc_block("team-owned rules (MetricRule) are off")
+    lines = block.replace("\\\n", " ").splitlines()
+    assert lines[0].strip() == "kubectl apply -f charts/accel-metrics-adapter/crds/"
+    crds = list((ROOT / "charts" / "accel-metrics-adapter" / "crds").glob("*.yaml"))
+    assert [yaml.safe_load(c.read_text())["kind"] for c in crds] == ["CustomResourceDefinition"]
+    helm_cmd = lines[1].split("|")[0].split()
+    assert helm_cmd[:2] == ["helm", "template"]
+    out = run([helm(), *helm_cmd[1:]])
+    assert out.returncode == 0, out.stderr
+    objs = {o["kind"]: o for o in yaml.safe_load_all(out.stdout) if o}
+    assert {"apiGroups": ["accel-metrics.io"], "resources": ["metricrules"],
+            "verbs": ["get", "list", "watch"]} in objs["ClusterRole"]["rules"]
+    sa = next(o for o in _plain() if o["kind"] == "ServiceAccount")
+    assert objs["ClusterRoleBinding"]["subjects"] == [
+        {"kind": "ServiceAccount", "name": sa["metadata"]["name"], "namespace": NAMESPACE}]
+    plain_deploy = (ROOT / "apiservice" / "deployment.yaml").read_text()
+    assert "--metric-rules" not in plain_deploy  # off by default, as the doc says
