@@ -13,30 +13,11 @@ import yaml
 
 from adapter.rules import load_rules, parse_rules_text
 from tests.charts.tools import one, render
+from tests.support.docs import section
+from tests.support.docs import yaml_blocks as blocks
 
 ROOT = Path(__file__).resolve().parents[1]
 FILES = re.compile(r"(/etc/accel-adapter/backends/[\w./-]+)")
-
-
-def section(path: Path, title: str) -> str:
-    """From the heading ``title`` to the next heading as high (lines inside code blocks are not headings)."""
-    depth = len(title) - len(title.lstrip("#"))
-    out: list[str] = []
-    fenced = False
-    for line in path.read_text().splitlines(keepends=True):
-        if line.startswith("```"):
-            fenced = not fenced
-        heading = not fenced and re.match(rf"#{{1,{depth}}} ", line) is not None
-        if out and heading:
-            break
-        if out or line.rstrip("\n") == title:
-            out.append(line)
-    assert out, f"{path}: no heading {title!r}"
-    return "".join(out)
-
-
-def blocks(text: str) -> list[str]:
-    return re.findall(r"```yaml\n(.*?)```", text, re.S)
 
 
 def with_files(text: str, tmp: Path) -> str:
